@@ -1,0 +1,5 @@
+import sys
+
+from ohlora.cli import main
+
+sys.exit(main())

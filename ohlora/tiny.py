@@ -1,0 +1,152 @@
+"""Tiny models built from a config, with tokenizers trained on our own text.
+
+These are the offline stand-ins (and the test models): a small GPT-NeoX — the same
+architecture family as polyglot-ko-1.3b — and a small BERT. They go through exactly
+the code paths of the real models (they are saved as ordinary Hugging Face folders and
+loaded by `ohlora.models`); only the config differs.
+
+    >>> from ohlora.tiny import train_bpe_tokenizer, build_causal_lm
+    >>> tok = train_bpe_tokenizer(["오늘 날씨 어때? 😀", "로라야 안녕"], vocab_size=400)
+    >>> tok.decode(tok("안녕 🫠")["input_ids"]) == "안녕 🫠"
+    True
+    >>> model = build_causal_lm(tok, hidden_size=32, num_layers=1)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ohlora.formats import ANSWER_END, ANSWER_HEADER, ANSWER_START, EOS
+
+# Fixed strings the heads must read and write; seeding them in the training text makes
+# BPE merge them into few tokens, as a large pre-trained vocabulary would.
+_FORMAT_TEXT = [f"{ANSWER_START} {ANSWER_HEADER} {ANSWER_END} {EOS}"] * 20
+
+
+def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 4000):
+    """Byte-level BPE: every string — rare syllables, emoji, zero-width — encodes
+    without an unknown token and decodes back unchanged (byte fallback by construction).
+    `<|endoftext|>` is the one special token, used as EOS and padding, like polyglot-ko."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # all 256 bytes: no unknowns
+        min_frequency=2,
+        show_progress=False,
+    )
+    tok.train_from_iterator([*texts, *_FORMAT_TEXT], trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token=EOS,
+        bos_token=EOS,
+        pad_token=EOS,
+        unk_token=None,
+        clean_up_tokenization_spaces=False,  # decode must give back exactly what was encoded
+        model_max_length=512,
+    )
+
+
+def build_causal_lm(tokenizer, hidden_size: int = 128, num_layers: int = 4, num_heads: int = 4, max_positions: int = 512, seed: int = 0):
+    """A GPT-NeoX with random weights, sized by the arguments (polyglot-ko: 2048, 24, 16)."""
+    import torch
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = GPTNeoXConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        intermediate_size=4 * hidden_size,
+        max_position_embeddings=max_positions,
+        rotary_pct=0.5,  # polyglot-ko-1.3b's value
+        use_parallel_residual=True,
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return GPTNeoXForCausalLM(cfg)
+
+
+def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int = 2000):
+    """A BERT WordPiece tokenizer on our text (for the tiny memory encoder)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], show_progress=False
+    )
+    tok.train_from_iterator(list(texts), trainer=trainer)
+    from tokenizers.processors import TemplateProcessing
+
+    tok.post_processor = TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=128,
+    )
+
+
+@dataclass
+class TinyBertSize:
+    hidden_size: int = field(default=64, metadata={"help": "klue/roberta-base: 768"})
+    num_layers: int = field(default=2, metadata={"help": "klue/roberta-base: 12"})
+    num_heads: int = field(default=4, metadata={"help": "klue/roberta-base: 12"})
+
+
+def build_bert(tokenizer, size: TinyBertSize | None = None, seed: int = 0):
+    """A BERT encoder with random weights (the memory encoder's stand-in in tests)."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    size = size or TinyBertSize()
+    torch.manual_seed(seed)
+    cfg = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=size.hidden_size,
+        num_hidden_layers=size.num_layers,
+        num_attention_heads=size.num_heads,
+        intermediate_size=4 * size.hidden_size,
+        max_position_embeddings=128,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return BertModel(cfg)
+
+
+def save_tiny_bert(folder, texts: Iterable[str], size: TinyBertSize | None = None, vocab_size: int = 2000) -> str:
+    """Build a tiny BERT + WordPiece tokenizer and save it as a plain HF folder."""
+    texts = list(texts)
+    tok = train_wordpiece_tokenizer(texts, vocab_size)
+    model = build_bert(tok, size)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)
+
+
+def save_tiny_causal_lm(folder, texts: Iterable[str], vocab_size: int = 4000, **size) -> str:
+    """Build a tiny GPT-NeoX + byte-level BPE tokenizer and save it as a plain HF folder."""
+    tok = train_bpe_tokenizer(texts, vocab_size)
+    model = build_causal_lm(tok, **size)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)
