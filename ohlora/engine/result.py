@@ -10,6 +10,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
+from ohlora.memory.record import MemoryRecord
+
+__all__ = ["ChatEngine", "MemoryRecord", "TurnResult"]
+
 
 @dataclass
 class TurnResult:
@@ -29,20 +33,6 @@ class TurnResult:
     scores: dict[str, float] = field(default_factory=dict)  # {"eyes","mouth","pose"} (SPEC §1.7)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, and "total"
     generate_calls: int = 0  # batched `generate` calls this turn
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class MemoryRecord:
-    """One stored memory item of a user, as front ends list it."""
-
-    key: str
-    value: str
-    text: str  # "[key: value]"
-    created_at: float  # unix seconds
-    active: bool = True  # False once replaced by a newer value of the same key, or forgotten
 
     def to_dict(self) -> dict:
         return asdict(self)
