@@ -81,15 +81,16 @@ def load_sentence_encoder(name: str, flag: str = "--base", max_seq_length: int =
     """A SentenceTransformer. A plain transformer (e.g. klue/roberta-base) gets mean
     pooling, as the reference did (SPEC §4); a saved Sentence-Transformers folder keeps
     its own modules."""
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
     where = resolve(name, flag, bundled_ok=True)
     try:
         if Path(where, "modules.json").exists():
             model = SentenceTransformer(where, device=device or "cpu")
         else:
-            word = models.Transformer(where, max_seq_length=max_seq_length)
-            pool = models.Pooling(word.get_embedding_dimension(), pooling_mode="mean")
+            word = Transformer(where, max_seq_length=max_seq_length)
+            pool = Pooling(word.get_embedding_dimension(), pooling_mode="mean")
             model = SentenceTransformer(modules=[word, pool], device=device or "cpu")
     except ModelLoadError:
         raise
