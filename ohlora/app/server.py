@@ -1,0 +1,216 @@
+"""The web app: the page with 오로라's avatar, and the HTTP API beside it.
+
+`create_app(engine)` takes any object with the `ChatEngine` shape, so tests inject a
+fake or a tiny engine and `ohlora serve` the real one; nothing here touches a model.
+
+    >>> from fastapi.testclient import TestClient
+    >>> from ohlora.app.server import create_app
+    >>> client = TestClient(create_app(engine))          # doctest: +SKIP
+    >>> client.post("/api/chat", json={"user": "민수", "message": "로라야 안녕!"}).json()["answer"]  # doctest: +SKIP
+
+Concurrency: endpoints are plain `def`, so FastAPI runs each engine call in its thread
+pool and the event loop stays free. Turns, deletes and resets of one user take that
+user's lock (serialised, in arrival order as far as threads allow); different users
+never share a lock, so they run at once. The engine is asked to serialise per user
+too (`ChatEngine` docstring); the lock here makes the API correct even if it did not.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from contextlib import contextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from ohlora.app.schemas import (
+    ChatRequest,
+    ErrorOut,
+    Forgotten,
+    Health,
+    MemoryItemOut,
+    MemoryList,
+    Summary,
+    TurnResponse,
+    check_key,
+    check_user_id,
+)
+from ohlora.engine.result import ChatEngine
+from ohlora.errors import OhloraError
+
+STATIC_DIR = Path(__file__).parent / "static"
+MAX_BODY_BYTES = 16 * 1024  # a 500-character message, fully \u-escaped, is < 7 KiB
+# The page and its files may load nothing from elsewhere (no CDN: it must work offline).
+PAGE_CSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'"
+
+log = logging.getLogger("ohlora.app")
+
+_ERRORS = {
+    400: {"model": ErrorOut, "description": "the engine refused the input"},
+    404: {"model": ErrorOut, "description": "nothing to delete"},
+    413: {"model": ErrorOut, "description": "request body too large"},
+    422: {"model": ErrorOut, "description": "invalid user id, message or key"},
+}
+
+
+class UserLocks:
+    """One lock per user id, dropped once no request holds it (no growth with users)."""
+
+    def __init__(self):
+        self._guard = threading.Lock()
+        self._locks: weakref.WeakValueDictionary[str, threading.Lock] = weakref.WeakValueDictionary()
+
+    @contextmanager
+    def hold(self, user: str):
+        with self._guard:
+            lock = self._locks.get(user)
+            if lock is None:
+                lock = self._locks[user] = threading.Lock()
+        with lock:  # our local `lock` keeps it alive while held or waited on
+            yield
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a body over `limit` bytes, declared or streamed.
+
+    The body is read here, up to the limit, and replayed to the app: API bodies are
+    small, and FastAPI would turn an error raised while it reads into a vague 400.
+    """
+
+    def __init__(self, app, limit: int = MAX_BODY_BYTES):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        too_big = JSONResponse({"detail": f"request body over {self.limit} bytes", "errors": []}, status_code=413)
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                return await too_big(scope, receive, send)
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # client went away
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                return await too_big(scope, receive, send)
+            more = message.get("more_body", False)
+        body, replayed = b"".join(chunks), False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _user(user: str) -> str:
+    try:
+        return check_user_id(user)
+    except ValueError as e:
+        raise HTTPException(422, f"user: {e}") from None
+
+
+def _error_line(exc: RequestValidationError) -> tuple[str, list[dict]]:
+    errors = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        msg = str(err.get("msg", "invalid"))
+        if err.get("type") == "json_invalid":
+            loc, msg = "body", "not valid JSON"
+        errors.append({"loc": loc, "msg": msg, "type": err.get("type", "")})  # never echo the input back
+    return "; ".join(f"{e['loc']}: {e['msg']}" for e in errors) or "invalid request", errors
+
+
+def create_app(engine: ChatEngine, *, title: str = "Oh-LoRA (오로라)") -> FastAPI:
+    """The FastAPI app serving `engine`: the page at `/`, the API under `/api`."""
+    app = FastAPI(
+        title=title,
+        version="0.1.0",
+        description="Chat with 오로라, see and correct what she remembers. One user id per browser session.",
+    )
+    app.state.engine = engine
+    locks = UserLocks()
+    app.state.user_locks = locks
+    app.add_middleware(BodyLimit)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError):
+        detail, errors = _error_line(exc)
+        return JSONResponse({"detail": detail, "errors": errors}, status_code=422)
+
+    @app.middleware("http")
+    async def _page_policy(request: Request, call_next):
+        response = await call_next(request)
+        if not request.url.path.startswith("/api") and request.url.path not in ("/openapi.json", "/docs", "/redoc"):
+            response.headers["Content-Security-Policy"] = PAGE_CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    @app.get("/", include_in_schema=False)
+    def page():
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/healthz", response_model=Health, tags=["service"])
+    def healthz() -> Health:
+        return Health(status="ok", engine=type(engine).__name__)
+
+    @app.post("/api/chat", response_model=TurnResponse, responses=_ERRORS, tags=["chat"])
+    def chat(request: ChatRequest) -> dict:
+        """One turn (SPEC §1): answer, memory used and saved, summary, expression and scores."""
+        with locks.hold(request.user):
+            try:
+                result = engine.turn(request.user, request.message)
+            except OhloraError as e:
+                raise HTTPException(400, str(e)) from None
+        return result.to_dict()
+
+    @app.get("/api/memory/{user}", response_model=MemoryList, responses=_ERRORS, tags=["memory"])
+    def memory(user: str, history: bool = Query(False, description="also list replaced and forgotten items")):
+        """The user's memory items, oldest first; with `history=true` inactive ones too."""
+        user = _user(user)
+        items = [MemoryItemOut(**r.to_dict()) for r in engine.memories(user, include_history=history)]
+        return MemoryList(user=user, items=items)
+
+    @app.delete("/api/memory/{user}/{key:path}", response_model=Forgotten, responses=_ERRORS, tags=["memory"])
+    def forget(user: str, key: str):
+        """Forget the user's active items with this key. 404 when there is none (so a
+        client learns that a typo deleted nothing); the items stay as history."""
+        user = _user(user)
+        try:
+            key = check_key(key)
+        except ValueError as e:
+            raise HTTPException(422, f"key: {e}") from None
+        with locks.hold(user):
+            n = engine.forget(user, key)
+        if not n:
+            raise HTTPException(404, f"user {user!r} has no active memory with key {key!r}")
+        return Forgotten(user=user, key=key, forgotten=n)
+
+    @app.get("/api/summary/{user}", response_model=Summary, responses=_ERRORS, tags=["chat"])
+    def summary(user: str):
+        """The summary the user's next turn will carry (SPEC §1.6)."""
+        user = _user(user)
+        return Summary(user=user, summary=engine.summary(user))
+
+    @app.delete("/api/summary/{user}", response_model=Summary, responses=_ERRORS, tags=["chat"])
+    def reset(user: str):
+        """Start a new conversation: forget the summary (not the memory)."""
+        user = _user(user)
+        with locks.hold(user):
+            engine.reset(user)
+        return Summary(user=user, summary=engine.summary(user))
+
+    return app

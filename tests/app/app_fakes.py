@@ -1,0 +1,119 @@
+"""A deterministic stand-in for the chat Engine, with the `ChatEngine` shape.
+
+It answers from rules, so API tests know what to expect without a model:
+
+- blank prompt -> refused (like SPEC §1.1's friendly refusal);
+- `기억해 KEY=VALUE` -> saves `[KEY: VALUE]` (replacing an older value of KEY);
+- otherwise the answer echoes the prompt; expression scores come from the prompt's
+  length, so two different prompts move the avatar differently.
+
+It is deliberately NOT thread-safe per user (a read-modify-write with a pause in the
+middle), so only the API's per-user lock keeps concurrent turns of one user from losing
+items; and it counts how many turns of a user, and of all users, run at once.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+from ohlora import config
+from ohlora.engine.result import TurnResult
+from ohlora.formats import normalize, parse_memory
+from ohlora.memory.record import MemoryRecord
+
+_REMEMBER = re.compile(r"기억해\s+(.+?)\s*=\s*(.+)")
+EYES = ["작게", "보통", "크게", "아주 크게"]
+MOUTHS = ["보통", "크게", "아주 크게"]
+POSES = ["없음", "보통", "많이"]
+
+
+class FakeEngine:
+    def __init__(self, pause: float = 0.0):
+        self.pause = pause  # seconds inside the racy read-modify-write
+        self._items: dict[str, list[MemoryRecord]] = {}
+        self._summaries: dict[str, str] = {}
+        self._count_lock = threading.Lock()
+        self.active: dict[str, int] = {}
+        self.max_per_user = 0
+        self.max_total = 0
+        self.turns = 0
+        self.rendezvous: threading.Barrier | None = None  # set by a test: turns wait for each other
+
+    def _enter(self, user: str) -> None:
+        with self._count_lock:
+            self.active[user] = self.active.get(user, 0) + 1
+            self.max_per_user = max(self.max_per_user, self.active[user])
+            self.max_total = max(self.max_total, sum(self.active.values()))
+
+    def _leave(self, user: str) -> None:
+        with self._count_lock:
+            self.active[user] -= 1
+            self.turns += 1
+
+    def turn(self, user: str, prompt: str) -> TurnResult:
+        self._enter(user)
+        try:
+            if self.rendezvous is not None:
+                self.rendezvous.wait(timeout=10)  # BrokenBarrierError if users were serialised
+            return self._turn(user, prompt)
+        finally:
+            self._leave(user)
+
+    def _turn(self, user: str, prompt: str) -> TurnResult:
+        text = normalize(prompt)
+        if not text:
+            return TurnResult(user=user, prompt=prompt, answer="응? 뭐라고 했어? 다시 말해줘!", refused=True)
+        saved = replaced = None
+        m = _REMEMBER.search(text)
+        if m:
+            item = parse_memory(f"[{m.group(1)}: {m.group(2)}]")
+            if item is not None:
+                items = list(self._items.get(user, []))  # read ...
+                time.sleep(self.pause)  # ... (another thread of this user would interleave here) ...
+                for r in items:
+                    if r.active and r.key == item.key:
+                        r.active, replaced = False, r.text
+                items.append(MemoryRecord(item.key, item.value, item.text, time.time()))
+                self._items[user] = items  # ... write
+                saved = item.text
+        answer = f"{text[:40]}? 그렇구나! 😀"
+        n = len(text)
+        expression = {"eyes": EYES[n % 4], "mouth": MOUTHS[n % 3], "pose": POSES[(n // 3) % 3]}
+        scores = {
+            "eyes": config.EYES_SCORES[expression["eyes"]][1],
+            "mouth": config.MOUTH_SCORES[expression["mouth"]][1],
+            "pose": config.POSE_SCORES[expression["pose"]][1],
+        }
+        summary = f"사용자가 {text[:20]} 라고 함"
+        self._summaries[user] = summary
+        return TurnResult(
+            user=user,
+            prompt=prompt,
+            answer=answer,
+            final_input=text,
+            memory_saved=saved,
+            memory_replaced=replaced,
+            summary=summary,
+            expression=expression,
+            scores=scores,
+            timings={"total": 0.0},
+            generate_calls=2,
+        )
+
+    def memories(self, user: str, include_history: bool = False) -> list[MemoryRecord]:
+        return [r for r in self._items.get(user, []) if include_history or r.active]
+
+    def forget(self, user: str, key: str) -> int:
+        n = 0
+        for r in self._items.get(user, []):
+            if r.active and r.key == normalize(key):
+                r.active, n = False, n + 1
+        return n
+
+    def summary(self, user: str) -> str:
+        return self._summaries.get(user, "")
+
+    def reset(self, user: str) -> None:
+        self._summaries.pop(user, None)
