@@ -142,15 +142,16 @@ def test_warnings_are_printed_but_do_not_fail(check, ohlora, make_csv, capsys):
     assert "warning:" not in out.splitlines()[0] and code == 0
 
 
-def test_line_numbers_count_quoted_line_breaks(check, tmp_path):
+@pytest.mark.parametrize("eol", ["\n", "\r\n"], ids=["LF", "CRLF"])
+def test_line_numbers_count_quoted_line_breaks(check, tmp_path, eol):
     path = tmp_path / "multiline.csv"
-    path.write_text(
+    text = (
         "data_type,input_data,output_message,memory,summary,eyes_mouth_pose,eyes,mouth,pose\n"
         'valid,"로라야\n뭐해?",,,,,,,\n'  # lines 2-3: one record
         "\n"  # line 4: blank
-        "valid,로라야 잘 자,,,,,,작은,\n",  # line 5
-        encoding="utf-8",
+        "valid,로라야 잘 자,,,,,,작은,\n"  # line 5
     )
+    path.write_bytes(text.replace("\n", eol).encode("utf-8"))
     code, out = check(path)
     assert code == 1
     assert f"{path}:2: input_data: line break" in out
