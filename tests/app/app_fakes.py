@@ -117,3 +117,44 @@ class FakeEngine:
 
     def reset(self, user: str) -> None:
         self._summaries.pop(user, None)
+
+
+# A short, hand-written conversation (what a trained 오로라 would say), for the README
+# screenshot: the tiny random test models write gibberish, and the real model needs a GPU.
+SCRIPT: dict[str, tuple[str, str | None, str | None, str, tuple[str, str, str]]] = {
+    # prompt: (answer, memory used, memory saved, summary, (eyes, mouth, pose))
+    "로라야 안녕! 나 오늘 시험 끝났어 😆": (
+        "와 진짜 수고 많았어! 🎉 시험 끝난 기념으로 뭐 할 거야?", None, None,
+        "사용자가 오늘 시험이 끝났다고 함", ("크게", "크게", "보통")),
+    "나 아이유 진짜 좋아해. 콘서트 가고 싶다": (
+        "나도 아이유 노래 좋아해! 콘서트 가면 진짜 행복하겠다 ㅎㅎ", None, "[좋아하는 가수: 아이유]",
+        "사용자가 아이유를 좋아하고 콘서트에 가고 싶어 함", ("보통", "크게", "없음")),
+    "내일은 친구랑 카페 가기로 했어": (
+        "오 좋다! 어느 카페 가? 맛있는 디저트 먹고 와 ☕", None, "[내일 일정: 친구랑 카페 방문]",
+        "사용자가 내일 친구와 카페에 간다고 함", ("보통", "보통", "없음")),
+    "요즘 무슨 노래 들어?": (
+        "아이유 신곡 계속 듣고 있어! 너도 들어 봤어? 완전 좋아 💜", "[좋아하는 가수: 아이유]", None,
+        "사용자가 요즘 듣는 노래를 물어봄", ("아주 크게", "아주 크게", "많이")),
+}
+
+
+class ScriptedEngine(FakeEngine):
+    """Answers the SCRIPT prompts as written; anything else as FakeEngine does."""
+
+    def _turn(self, user: str, prompt: str) -> TurnResult:
+        if prompt not in SCRIPT:
+            return super()._turn(user, prompt)
+        answer, used, saved, summary, (eyes, mouth, pose) = SCRIPT[prompt]
+        replaced = None
+        if saved:
+            item = parse_memory(saved)
+            self._items.setdefault(user, []).append(MemoryRecord(item.key, item.value, item.text, time.time()))
+        self._summaries[user] = summary
+        lo_hi = (config.EYES_SCORES[eyes], config.MOUTH_SCORES[mouth], config.POSE_SCORES[pose])
+        scores = dict(zip(("eyes", "mouth", "pose"), ((lo + hi) / 2 for lo, hi in lo_hi)))
+        return TurnResult(
+            user=user, prompt=prompt, answer=answer, final_input=f"{used} {prompt}" if used else prompt,
+            memory_used=used, memory_score=0.97 if used else None, memory_saved=saved, memory_replaced=replaced,
+            summary=summary, expression={"eyes": eyes, "mouth": mouth, "pose": pose}, scores=scores,
+            timings={"total": 0.0}, generate_calls=2,
+        )

@@ -1,0 +1,136 @@
+"""End to end in headless Chromium: the page over a live server, as a person uses it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+
+from browser import chromium_page, require_chromium, wait_js
+from ohlora.app.background import serve_in_background
+from ohlora.app.server import create_app
+
+pytestmark = pytest.mark.browser
+
+AVATAR = "document.getElementById('avatar')"
+BOT_ANSWERS = ".msg.bot:not(.greeting)"
+
+
+def avatar_state(page) -> dict:
+    return page.evaluate(
+        f"(() => {{ const s = {AVATAR}; return {{...s.dataset, mouthPath: s.querySelector('#av-mouth').getAttribute('d'),"
+        f" head: s.querySelector('#av-head').getAttribute('transform')}}; }})()"
+    )
+
+
+def send(page, text: str, n_before: int) -> dict:
+    """Type and send one message; wait for its answer bubble; return the API's JSON."""
+    page.fill("#message-input", text)
+    with page.expect_response(lambda r: r.url.endswith("/api/chat") and r.request.method == "POST") as info:
+        page.click("#send-btn")
+    assert info.value.status == 200, info.value.text()
+    out = info.value.json()
+    wait_js(page, f"document.querySelectorAll('{BOT_ANSWERS}').length === {n_before + 1}")
+    return out
+
+
+def wait_avatar_reaches(page, scores: dict, tol: float = 0.12) -> None:
+    """The shown state eases to the answer's scores (idle sway is at most ~0.08)."""
+    wait_js(
+        page,
+        f"""(() => {{ const d = {AVATAR}.dataset;
+            return d.phase === 'hold'
+              && Math.abs(+d.eyes - {scores['eyes']}) < {tol}
+              && Math.abs(+d.mouth - {scores['mouth']}) < {tol}
+              && Math.abs(+d.pose - {scores['pose']}) < {tol}; }})()""",
+        timeout=10,
+    )
+
+
+def run_scenario(url: str, first: str, second: str, screenshot: Path | None = None) -> dict:
+    """Open the page, set a name, send two messages, check answers, avatar and memory,
+    delete the saved memory. Returns what it saw."""
+    with chromium_page() as page:
+        page.goto(url)
+        wait_js(page, f"{AVATAR}.dataset.phase === 'idle'")
+        assert page.title().startswith("오로라")
+
+        page.fill("#name-input", "테스터")
+        page.click("#name-form button")
+        wait_js(page, "localStorage.getItem('ohlora.user') === '테스터'")
+
+        before = avatar_state(page)
+        a1 = send(page, first, 0)
+        bubbles = page.locator(BOT_ANSWERS)
+        assert bubbles.nth(0).locator(".text").inner_text() == a1["answer"]
+        # the avatar heads for this answer's scores, and gets there
+        after = avatar_state(page)
+        assert after["targetEyes"] == f"{a1['scores']['eyes']:.3f}"
+        assert after["targetMouth"] == f"{a1['scores']['mouth']:.3f}"
+        assert after["targetPose"] == f"{a1['scores']['pose']:.3f}"
+        wait_avatar_reaches(page, a1["scores"])
+        moved = avatar_state(page)
+        assert moved["mouthPath"] != before["mouthPath"]
+        assert moved["head"] != before["head"]
+        assert (moved["eyes"], moved["mouth"], moved["pose"]) != (before["eyes"], before["mouth"], before["pose"])
+
+        a2 = send(page, second, 1)
+        assert bubbles.nth(1).locator(".text").inner_text() == a2["answer"]
+        assert bubbles.count() == 2
+        saved = a2["memory_saved"]
+        assert saved, f"the second message saved no memory: {a2}"
+        item = page.locator("#memory-list li", has_text=saved.strip("[]").split(":", 1)[1].strip())
+        item.wait_for()
+        assert item.get_attribute("data-text") == saved
+        assert page.locator("#summary").inner_text() == (a2["summary"] or "아직 요약이 없어요.")
+
+        if screenshot is not None:
+            wait_avatar_reaches(page, a2["scores"])
+            page.screenshot(path=str(screenshot))
+
+        item.get_by_role("button").click()
+        item.wait_for(state="detached")
+        api_items = httpx.get(f"{url}/api/memory/테스터").json()["items"]
+        assert saved not in [i["text"] for i in api_items]
+        return {"first": a1, "second": a2, "before": before, "moved": moved}
+
+
+def test_page_with_fake_engine(fake_engine):
+    require_chromium()
+    with serve_in_background(create_app(fake_engine)) as url:
+        seen = run_scenario(url, "로라야 안녕! 오늘 날씨 좋다 ☀️", "기억해 좋아하는 가수=아이유")
+    assert seen["second"]["memory_saved"] == "[좋아하는 가수: 아이유]"
+
+
+def test_scripted_conversation_and_readme_screenshot(tmp_path):
+    """Four turns of a hand-written conversation: memory chips, the memory panel in
+    order, the summary. With OHLORA_SCREENSHOT=1 it writes docs/screenshot.png."""
+    require_chromium()
+    from app_fakes import SCRIPT, ScriptedEngine
+
+    out = tmp_path / "screenshot.png"
+    if os.environ.get("OHLORA_SCREENSHOT") == "1":
+        out = Path(__file__).resolve().parents[2] / "docs" / "screenshot.png"
+    prompts = list(SCRIPT)
+    with serve_in_background(create_app(ScriptedEngine())) as url, chromium_page(1280, 900) as page:
+        page.goto(url)
+        page.fill("#name-input", "민수")
+        page.click("#name-form button")
+        for i, prompt in enumerate(prompts):
+            last = send(page, prompt, i)
+        texts = page.locator(f"{BOT_ANSWERS} .text").all_inner_texts()
+        assert texts == [SCRIPT[p][0] for p in prompts]
+        assert page.locator(".chip.saved").all_inner_texts() == [
+            "기억했어 [좋아하는 가수: 아이유]", "기억했어 [내일 일정: 친구랑 카페 방문]"]
+        assert page.locator(".chip.used").all_inner_texts() == ["떠올린 기억 [좋아하는 가수: 아이유]"]
+        assert page.locator("#memory-list li").evaluate_all("ls => ls.map(l => l.dataset.text)") == [
+            "[좋아하는 가수: 아이유]", "[내일 일정: 친구랑 카페 방문]"]
+        assert page.locator("#memory-empty").is_hidden()
+        assert page.locator("#summary").inner_text() == SCRIPT[prompts[-1]][3]
+        assert page.locator("#expression-label").inner_text() == "눈 아주 크게 · 입 아주 크게 · 고개 많이"
+        wait_avatar_reaches(page, last["scores"])
+        page.locator("#message-input").blur()
+        page.screenshot(path=str(out))
+    assert out.stat().st_size > 10_000
