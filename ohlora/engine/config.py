@@ -1,0 +1,136 @@
+"""Where the chat's models live (the MODELS_DIR layout) and how a turn runs (EngineConfig).
+
+One folder holds everything a chat needs, so `ohlora chat --models DIR`,
+`ohlora serve --models DIR` and the demo cache are interchangeable:
+
+    MODELS_DIR/base/             HF causal LM folder (or ohlora.json "base": hub id / folder)
+    MODELS_DIR/adapters/<head>/  one peft LoRA adapter per head (`ohlora finetune all --out MODELS_DIR/adapters`)
+    MODELS_DIR/memory_encoder/   SentenceTransformer folder (`ohlora memory train --out ...`)
+    MODELS_DIR/ohlora.json       optional overrides {"base": ..., "adapters": ..., "memory_encoder": ...}
+    MODELS_DIR/memory.sqlite     the default memory store (per user)
+
+    >>> from ohlora.engine.config import EngineConfig
+    >>> EngineConfig().retrieval_threshold, EngineConfig().pipeline
+    (0.95, 'batched')
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ohlora import config
+from ohlora.errors import ModelLoadError
+
+DEMO_CACHE = Path("~/.cache/ohlora/demo")  # `ohlora demo` builds here; chat/serve default to it
+MODELS_FLAG = "--models"
+PIPELINES = ("batched", "reference")
+
+
+def default_models_dir() -> Path:
+    """$OHLORA_MODELS, else the demo cache (a valid MODELS_DIR once `ohlora demo` ran)."""
+    env = os.environ.get("OHLORA_MODELS")
+    return Path(env).expanduser() if env else DEMO_CACHE.expanduser()
+
+
+@dataclass(frozen=True)
+class ModelPaths:
+    """The resolved names of everything a chat loads (each a folder, or a hub id for the base)."""
+
+    base: str
+    adapters: dict[str, str]
+    memory_encoder: str
+    store: str
+
+    @classmethod
+    def from_dir(cls, models_dir: str | Path | None) -> ModelPaths:
+        """Resolve a MODELS_DIR; a missing folder or part is one ModelLoadError line naming `--models`."""
+        if models_dir is None:
+            models_dir = default_models_dir()
+            if not models_dir.is_dir():
+                raise ModelLoadError(
+                    f"no models: {models_dir} does not exist (run `ohlora demo` to build the offline stand-ins) "
+                    f"and the real base {config.DEFAULT_BASE_LM} needs its adapters and memory encoder; "
+                    f"pass a folder holding base/, adapters/<head>/ and memory_encoder/ with {MODELS_FLAG}"
+                )
+        root = Path(models_dir).expanduser()
+        if not root.is_dir():
+            raise ModelLoadError(f"models folder '{models_dir}' does not exist; pass an existing folder with {MODELS_FLAG}")
+        overrides: dict = {}
+        spec = root / "ohlora.json"
+        if spec.exists():
+            try:
+                overrides = json.loads(spec.read_text(encoding="utf-8"))
+                if not isinstance(overrides, dict):
+                    raise ValueError("expected a JSON object")
+            except ValueError as e:
+                raise ModelLoadError(f"{spec}: not a JSON object of overrides ({e}); fix it or remove it") from None
+
+        def local(name: str) -> str | None:
+            """An override: a folder relative to MODELS_DIR, an absolute folder, or a hub id."""
+            value = overrides.get(name)
+            if value is None:
+                return None
+            rel = root / str(value)
+            return str(rel) if rel.exists() else str(Path(value).expanduser()) if str(value).startswith(("/", "~")) else str(value)
+
+        # No base/ folder and no override: the real model, as SPEC §2 names it.
+        base = local("base") or (str(root / "base") if (root / "base").is_dir() else config.DEFAULT_BASE_LM)
+        adapters_root = Path(local("adapters") or root / "adapters")
+        encoder = local("memory_encoder") or str(root / "memory_encoder")
+        for name, path in (("adapters", adapters_root), ("memory_encoder", Path(encoder))):
+            if name not in overrides and not path.exists():  # an override may be `bundled` or a hub id
+                raise ModelLoadError(
+                    f"models folder '{models_dir}' has no {name} ({path} missing); "
+                    f"pass a folder holding base/, adapters/<head>/ and memory_encoder/ with {MODELS_FLAG}"
+                )
+        adapters = {head: str(adapters_root / head) for head in config.HEADS}
+        store = str(Path(overrides.get("store", root / "memory.sqlite")).expanduser())
+        return cls(base=base, adapters=adapters, memory_encoder=encoder, store=store)
+
+
+@dataclass
+class EngineConfig:
+    """How the engine runs a turn. SPEC defaults come from `ohlora.config`."""
+
+    max_prompt_tokens: int = field(
+        default=config.ChatConfig.max_prompt_tokens, metadata={"help": "longer prompts are refused (SPEC §1.1: 48)"}
+    )
+    retrieval_threshold: float = field(
+        default=config.ChatConfig.retrieval_threshold, metadata={"help": "cosine needed to use a memory (SPEC §1.2: 0.95)"}
+    )
+    min_memory_chars: int = field(
+        default=config.ChatConfig.min_memory_chars,
+        metadata={"help": "items shorter than this, spaces removed, are never picked (SPEC §1.2: 3)"},
+    )
+    seed: int | None = field(default=None, metadata={"help": "sampling seed (None: random)"})
+    pipeline: str = field(
+        default="batched",
+        metadata={
+            "help": "batched: 2 generate calls a turn with per-row adapters and constrained structured heads; "
+            "reference: four sequential heads with retries, no constraints (SPEC §2), for comparison"
+        },
+    )
+    constrained: bool = field(default=True, metadata={"help": "constrain the memory and expression heads"})
+    reply_candidates: int = field(
+        default=1,
+        metadata={
+            "help": "reply samples drawn per generate call; the first that passes the checks wins "
+            "(1 = the reference's one-at-a-time retries, fewer calls with more)"
+        },
+    )
+    min_reply_tokens: int = field(
+        default=16,
+        metadata={
+            "help": "floor on the reply's new-token budget; the reference capped reply at 96 tokens in all "
+            "(SPEC §2), which leaves nothing when a memory/summary makes the input long"
+        },
+    )
+    top_k: int = field(default=50, metadata={"help": "top-k at sampling (transformers' default, which the reference used)"})
+    device: str | None = field(default=None, metadata={"help": "cpu / cuda (None: cuda if available)"})
+
+    def __post_init__(self) -> None:
+        if self.pipeline not in PIPELINES:
+            raise ValueError(f"pipeline must be one of {PIPELINES}, got {self.pipeline!r}")

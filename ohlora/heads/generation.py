@@ -1,0 +1,221 @@
+"""Generating several heads in ONE `generate` call: one row per head, each row with its
+own LoRA adapter, cap, temperature and (for structured heads) constraint.
+
+peft applies a different adapter to each row of a batch when `generate` gets
+`adapter_names=[...]` (its mixed-batch LoRA forward: one base matmul for the batch,
+then each adapter's low-rank update on its own rows). Rows are left-padded; each stops
+on `(답변 종료)`, EOS or its own token cap, so a short head does not wait for a long one.
+
+    >>> from ohlora.heads.generation import HeadRequest, generate_heads, load_heads  # doctest: +SKIP
+    >>> model, tok = load_heads("models/base", {h: f"models/adapters/{h}" for h in HEADS})  # doctest: +SKIP
+    >>> reply, memory = generate_heads(model, tok, [                                # doctest: +SKIP
+    ...     HeadRequest("output_message", "로라야 안녕!"),
+    ...     HeadRequest("memory", "로라야 안녕!", constrained=True)])
+    >>> memory.text                                                                  # doctest: +SKIP
+    ''
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+
+from ohlora import config, formats
+from ohlora.errors import ModelLoadError
+from ohlora.heads.constraints import CONSTRAINTS, ConstraintLogits
+
+BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed batch
+
+
+@dataclass
+class HeadRequest:
+    """One row of a batched generate: which adapter reads which input, and how it samples."""
+
+    head: str  # adapter name (a SPEC §2 head)
+    input_text: str  # what the head reads (formats.head_input), before `(답변 시작) ### 답변:`
+    constrained: bool = False  # mask with the head's format (memory / eyes_mouth_pose only)
+    max_new_tokens: int | None = None  # None: the head's SPEC §2 cap
+    temperature: float | None = None  # None: the head's SPEC §2 temperature
+
+    def __post_init__(self) -> None:
+        gen = config.GENERATION[self.head] if self.head in config.GENERATION else None
+        if self.max_new_tokens is None:
+            self.max_new_tokens = gen.max_new_tokens if gen else 32
+        if self.temperature is None:
+            self.temperature = gen.temperature if gen else 1.0
+        if self.constrained and self.head not in CONSTRAINTS:
+            raise ValueError(f"head {self.head!r} has no format constraint; constrained heads: {', '.join(CONSTRAINTS)}")
+
+
+@dataclass
+class Generated:
+    head: str
+    text: str  # the answer (formats.parse_generated of the continuation)
+    raw: str  # the whole continuation, decoded
+    tokens: int  # new tokens this row produced (before padding)
+    closed: bool  # the row wrote `(답변 종료)` (or EOS) before its cap
+    prompt_tokens: int = 0
+    meta: dict = field(default_factory=dict)
+
+
+class RowTemperature(LogitsProcessor):
+    """A temperature per row (the expression head samples at 1.5, the others at 0.6; SPEC §2)."""
+
+    def __init__(self, temperatures: list[float]):
+        self.t = torch.tensor(temperatures, dtype=torch.float32)
+
+    def __call__(self, input_ids, scores):
+        return scores / self.t.to(scores.device, scores.dtype)[:, None]
+
+
+class RowStop(StoppingCriteria):
+    """Row i is done once it wrote the end marker or `caps[i]` new tokens."""
+
+    def __init__(self, tokenizer, prompt_width: int, caps: list[int], marker: str = formats.ANSWER_END):
+        self.tokenizer, self.width, self.caps, self.marker = tokenizer, prompt_width, caps, marker
+        self.window = len(marker.encode("utf-8")) + 2  # a marker spans at most this many tokens
+
+    def __call__(self, input_ids, scores, **kwargs) -> torch.BoolTensor:
+        new = input_ids.shape[1] - self.width
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        for i in range(input_ids.shape[0]):
+            if new >= self.caps[i]:
+                done[i] = True
+                continue
+            tail = input_ids[i, max(self.width, input_ids.shape[1] - self.window) :].tolist()
+            if self.marker in self.tokenizer.decode(tail, skip_special_tokens=True):
+                done[i] = True
+        return done
+
+
+def generate_heads(
+    model,
+    tokenizer,
+    requests: list[HeadRequest],
+    *,
+    do_sample: bool = True,
+    top_k: int = 50,
+) -> list[Generated]:
+    """Run all `requests` as one left-padded batch; row i uses adapter `requests[i].head`.
+
+    `model` is a peft model holding the heads' adapters (or a plain model, then every
+    row reads the base). Structured rows (`constrained=True`) cannot write a malformed
+    answer; their cap is raised to the shortest valid answer's length if it is lower.
+    """
+    prompts = [formats.inference_prompt(r.input_text) for r in requests]
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+    device = next(model.parameters()).device
+    enc = {k: v.to(device) for k, v in enc.items()}
+    width = enc["input_ids"].shape[1]
+    prompt_tokens = enc["attention_mask"].sum(dim=1).tolist()
+
+    cursors, caps = [], []
+    for r in requests:
+        cap = int(r.max_new_tokens)
+        if r.constrained:
+            spec = CONSTRAINTS[r.head](tokenizer)
+            cap = max(cap, spec.shortest if r.head == "memory" else spec.longest)
+            cursors.append(spec.start(cap))
+        else:
+            cursors.append(None)
+        caps.append(cap)
+
+    processors = LogitsProcessorList()
+    if any(c is not None for c in cursors):
+        processors.append(ConstraintLogits(cursors, width))
+    kwargs = {}
+    if do_sample:
+        temps = [float(r.temperature) for r in requests]
+        if len(set(temps)) == 1:
+            kwargs["temperature"] = temps[0]
+        else:
+            processors.append(RowTemperature(temps))
+            kwargs["temperature"] = 1.0
+        kwargs["top_k"] = top_k
+        kwargs["top_p"] = 1.0
+    if _is_peft(model):
+        kwargs["adapter_names"] = [r.head if r.head in model.peft_config else BASE_ADAPTER for r in requests]
+    with torch.inference_mode():
+        out = model.generate(
+            **enc,
+            do_sample=do_sample,
+            max_new_tokens=max(caps),
+            logits_processor=processors,
+            stopping_criteria=StoppingCriteriaList([RowStop(tokenizer, width, caps)]),
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            **kwargs,
+        )
+    results = []
+    for i, r in enumerate(requests):
+        ids = out[i, width : width + caps[i]].tolist()
+        if tokenizer.eos_token_id in ids:
+            ids = ids[: ids.index(tokenizer.eos_token_id) + 1]
+        raw = tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        closed = formats.ANSWER_END in raw or (bool(ids) and ids[-1] == tokenizer.eos_token_id)
+        results.append(
+            Generated(
+                head=r.head,
+                text=formats.parse_generated(raw),
+                raw=raw,
+                tokens=len(ids),
+                closed=closed,
+                prompt_tokens=int(prompt_tokens[i]),
+            )
+        )
+    return results
+
+
+def _is_peft(model) -> bool:
+    try:
+        from peft import PeftModel
+    except ImportError:  # pragma: no cover - peft is a dependency
+        return False
+    return isinstance(model, PeftModel)
+
+
+# --- loading one base with the four adapters --------------------------------------------------------
+def _check_adapter(head: str, path: Path) -> None:
+    where = f"adapter '{head}' at {path}"
+    if not path.is_dir():
+        raise ModelLoadError(f"{where} is missing; train it (`ohlora finetune`) or pass a folder holding adapters/{head}/ with --models")
+    cfg = path / "adapter_config.json"
+    if not cfg.exists():
+        raise ModelLoadError(f"{where} has no adapter_config.json; pass a folder holding a peft adapter with --models")
+    try:
+        json.loads(cfg.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ModelLoadError(f"{where} is corrupt (adapter_config.json: {e}); re-train it or fix --models") from None
+    if not any((path / f).exists() for f in ("adapter_model.safetensors", "adapter_model.bin")):
+        raise ModelLoadError(f"{where} has no adapter_model.safetensors; re-train it or fix --models")
+
+
+def load_heads(base: str, adapters: dict[str, str | Path], flag: str = "--models", dtype=None, device: str | None = None):
+    """(peft model with one adapter per head, tokenizer): ONE base, the heads as adapters.
+
+    A missing or unreadable adapter is one ModelLoadError line naming the head and path.
+    """
+    from peft import PeftModel
+
+    from ohlora.models import load_causal_lm
+
+    for head, path in adapters.items():
+        _check_adapter(head, Path(path))
+    model, tokenizer = load_causal_lm(base, flag=flag, dtype=dtype, device=device)
+    peft_model = None
+    for head, path in adapters.items():
+        try:
+            if peft_model is None:
+                peft_model = PeftModel.from_pretrained(model, str(path), adapter_name=head)
+            else:
+                peft_model.load_adapter(str(path), adapter_name=head)
+        except Exception as e:
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise ModelLoadError(f"adapter '{head}' at {path} cannot be loaded ({reason}); re-train it or fix {flag}") from e
+    peft_model.eval()
+    tokenizer.padding_side = "left"
+    return peft_model, tokenizer
