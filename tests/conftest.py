@@ -50,3 +50,14 @@ def tiny_bert_dir(tmp_path_factory) -> str:
 
     folder = tmp_path_factory.mktemp("tiny_bert")
     return save_tiny_bert(folder, KOREAN_TEXTS, vocab_size=300)
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory, tiny_lm_dir, tiny_bert_dir) -> str:
+    """A MODELS_DIR (layout: docs/engine.md): the tiny GPT-NeoX as base/, four random-init
+    rank-4 LoRA adapters in adapters/<head>/, and the tiny BERT with mean pooling saved as
+    a SentenceTransformer in memory_encoder/. Built once a session, in a few seconds."""
+    from ohlora.engine.models_dir import build_random_models_dir
+
+    folder = tmp_path_factory.mktemp("tiny_models")
+    return str(build_random_models_dir(folder, tiny_lm_dir, tiny_bert_dir, rank=4))
