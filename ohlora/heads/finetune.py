@@ -367,7 +367,9 @@ def _read_log(path: Path, upto_epoch: int) -> list[dict]:
 def _write_csv(path: Path, columns, rows: list[dict]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
+        # Every field quoted: a generated answer may hold a bare '\r' or other control
+        # characters that minimal quoting (with a '\n' line end) would leave unquoted.
+        writer = csv.DictWriter(f, fieldnames=columns, lineterminator="\n", quoting=csv.QUOTE_ALL)
         writer.writeheader()
         writer.writerows(rows)
     os.replace(tmp, path)

@@ -164,6 +164,7 @@ def build_tiny_base(
         "steps": steps,
         "epochs_seen": round(step * spec.batch_size / len(features), 2),
         "train_texts": len(features),
+        "first_loss": round(losses[0], 4) if losses else None,
         "final_loss": round(sum(losses[-20:]) / max(1, len(losses[-20:])), 4),
         "seconds": round(time.perf_counter() - started, 1),
         "seed": seed,
