@@ -76,3 +76,71 @@ def build_random_models_dir(out_dir: str | Path, base_dir: str | Path, encoder_s
     save_encoder(encoder_src, out / "memory_encoder")
     (out / "ohlora.json").write_text(json.dumps({"note": "random stand-ins for tests"}) + "\n", encoding="utf-8")
     return out
+
+
+# --- taught stand-ins: tiny models that follow the formats (for tests and benchmarks) ----------------
+def _completion_batch(tokenizer, pairs: list[tuple[str, str]]):
+    """Left-to-right training batch; loss only after `### 답변:` (SPEC §2 completion-only)."""
+    import torch
+
+    from ohlora import formats
+
+    ids, labels = [], []
+    for inp, out in pairs:
+        p = tokenizer(formats.training_prompt(inp), add_special_tokens=False)["input_ids"]
+        c = tokenizer(formats.training_completion(out), add_special_tokens=False)["input_ids"]
+        ids.append(p + c)
+        labels.append([-100] * len(p) + c)
+    width = max(map(len, ids))
+    pad = tokenizer.pad_token_id
+    return (
+        torch.tensor([x + [pad] * (width - len(x)) for x in ids]),
+        torch.tensor([x + [-100] * (width - len(x)) for x in labels]),
+        torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids]),
+    )
+
+
+def _fit(model, tokenizer, pairs, steps: int, lr: float) -> float:
+    import torch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    x, y, m = _completion_batch(tokenizer, pairs)
+    model.train()
+    loss = torch.tensor(0.0)
+    for _ in range(steps):
+        loss = model(input_ids=x, attention_mask=m, labels=y).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    return float(loss.detach())
+
+
+def teach_models_dir(
+    models_dir: str | Path, examples: dict[str, list[tuple[str, str]]], *, base_steps: int = 60, head_steps: int = 40,
+    rank: int = 8, lr: float = 1e-2, seed: int = 0,
+) -> dict[str, float]:
+    """Overwrite a MODELS_DIR's base and adapters with tiny models that have memorised
+    `examples` (head -> [(input, output)]): the base on all of them, then one LoRA
+    adapter per head on its own. Seconds on a CPU for a tiny base; returns final losses."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    root = Path(models_dir)
+    torch.manual_seed(seed)
+    tok = AutoTokenizer.from_pretrained(str(root / "base"))
+    base = AutoModelForCausalLM.from_pretrained(str(root / "base"))
+    losses = {"base": _fit(base, tok, [p for h in config.HEADS for p in examples.get(h, [])], base_steps, lr)}
+    base.save_pretrained(str(root / "base"))
+    for head in config.HEADS:
+        torch.manual_seed(seed + 1)
+        model = AutoModelForCausalLM.from_pretrained(str(root / "base"))
+        cfg = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, task_type="CAUSAL_LM",
+                         target_modules=["query_key_value", "dense_h_to_4h", "dense_4h_to_h"])
+        peft_model = get_peft_model(model, cfg)
+        losses[head] = _fit(peft_model, tok, examples.get(head, []), head_steps, lr) if examples.get(head) else 0.0
+        shutil.rmtree(root / "adapters" / head, ignore_errors=True)
+        peft_model.save_pretrained(str(root / "adapters" / head))
+    return losses
