@@ -1,5 +1,132 @@
-"""Subcommands of this concept (filled in by its issue)."""
+"""`ohlora memory make-pairs | train | eval | pick` (SPEC §4, §1.2).
+
+Argparse only here (no torch import), so `ohlora --help` stays instant; each handler
+imports its module when it runs. Flag defaults come from the same dataclasses the code
+uses (`config.MemoryTrainConfig`, `train.TrainArgs`).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import fields
+
+from ohlora import config
+
+
+def _help(cls, name: str) -> str:
+    for f in fields(cls):
+        if f.name == name:
+            return f"{f.metadata.get('help', '')} (default: {f.default})"
+    raise KeyError(name)
 
 
 def register(subparsers) -> None:
-    """Add this concept's subcommands to the `ohlora` parser."""
+    """Add `ohlora memory ...` to the `ohlora` parser."""
+    from ohlora.memory.train import TrainArgs  # light: dataclass only, no torch at import
+
+    memory = subparsers.add_parser("memory", help="the memory encoder (Sentence-BERT): pairs, training, eval, pick")
+    sub = memory.add_subparsers(dest="memory_command", metavar="SUBCOMMAND")
+    memory.set_defaults(func=lambda args: (memory.print_help(), 2)[1])
+
+    p = sub.add_parser("make-pairs", help="n×n pair CSV from a combinations file (SPEC §4)")
+    p.add_argument("combs", metavar="COMBS", help="combinations file: one '[key: value] prompt' per line")
+    p.add_argument("--out", required=True, metavar="PAIRS.csv", help="pair CSV to write")
+    p.add_argument(
+        "--teacher",
+        default=config.DEFAULT_MEMORY_ENCODER,
+        help=f"encoder scoring key pairs: hub id, folder or 'bundled' (default: {config.DEFAULT_MEMORY_ENCODER}, SPEC §4)",
+    )
+    p.set_defaults(func=_make_pairs)
+
+    d = TrainArgs()
+    p = sub.add_parser("train", help="fine-tune the memory encoder on a pair CSV (SPEC §4)")
+    p.add_argument("pairs", metavar="PAIRS.csv")
+    p.add_argument("--out", required=True, metavar="MODEL_DIR", help="folder to save the Sentence-Transformer in")
+    p.add_argument("--base", default=config.DEFAULT_MEMORY_ENCODER, help=f"encoder to start from: hub id, folder or 'bundled' (default: {config.DEFAULT_MEMORY_ENCODER})")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (default: 10 = SPEC §4 for reference mode; see docs/memory.md for block)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=_help(TrainArgs, "batch_size"))
+    p.add_argument("--seed", type=int, default=d.seed, help=_help(TrainArgs, "seed"))
+    p.add_argument("--mode", choices=("block", "reference"), default=d.mode, help=_help(TrainArgs, "mode"))
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: 2e-5 reference, see docs/memory.md for block)")
+    p.add_argument("--device", default=None, help="cpu / cuda (default: cuda when available)")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("eval", help="MSE / MAE / Pearson of a memory encoder on a pair CSV (SPEC §4)")
+    p.add_argument("model", metavar="MODEL_DIR")
+    p.add_argument("pairs", metavar="PAIRS.csv")
+    p.add_argument("--out", default=None, metavar="DIR", help="write metrics.json, test_result.csv, scatter.png here")
+    p.set_defaults(func=_eval)
+
+    p = sub.add_parser("pick", help="the memory item that fits a prompt (SPEC §1.2)")
+    p.add_argument("model", metavar="MODEL_DIR")
+    p.add_argument("prompt", metavar="PROMPT")
+    p.add_argument("--memory-file", required=True, metavar="FILE", help="one memory item per line (blank lines ignored)")
+    p.add_argument("--threshold", type=float, default=config.PICK_THRESHOLD, help=f"cosine needed (default: {config.PICK_THRESHOLD}, SPEC §1.2)")
+    p.add_argument("--verbose", action="store_true", help="also list every item's score")
+    p.set_defaults(func=_pick)
+
+
+def _make_pairs(args) -> int:
+    from ohlora.memory.pairs import make_pairs, read_combinations, write_pairs
+    from ohlora.models import load_sentence_encoder
+
+    combos = read_combinations(args.combs)  # fail on bad data before loading a model
+    teacher = load_sentence_encoder(args.teacher, flag="--teacher", max_seq_length=config.MemoryTrainConfig.max_seq_length)
+    rows = make_pairs(combos, teacher)
+    write_pairs(rows, args.out)
+    print(f"wrote {len(rows)} pairs ({len(combos)} lines, {len({c.pair_key for c in combos})} distinct keys) to {args.out}")
+    return 0
+
+
+def _train(args) -> int:
+    from ohlora.memory.train import TrainArgs, train
+
+    targs = TrainArgs(
+        mode=args.mode, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed
+    ).resolved()  # None epochs/lr -> the mode's default
+    result = train(args.pairs, args.out, base=args.base, args=targs, device=args.device)
+    v = result.history[-1] if result.history else {}
+    print(
+        f"saved {args.out} ({args.mode} mode, {targs.epochs} epochs, {result.seconds:.1f} s); "
+        f"valid pearson {v.get('pearson', float('nan')):.4f} spearman {v.get('spearman', float('nan')):.4f}"
+    )
+    return 0
+
+
+def _eval(args) -> int:
+    from ohlora.memory.evaluate import evaluate_pairs, write_report
+    from ohlora.memory.pairs import read_pairs
+    from ohlora.models import load_sentence_encoder
+
+    pairs = read_pairs(args.pairs)
+    model = load_sentence_encoder(args.model, flag="MODEL_DIR")
+    result = evaluate_pairs(model, pairs)
+    m = result.metrics
+    print(f"MSE {m['mse']:.4f}  MAE {m['mae']:.4f}  corr {m['corr']:.4f}  (n={m['n']})")
+    if args.out:
+        write_report(result, args.out)
+        print(f"wrote {args.out}/metrics.json, test_result.csv, scatter.png")
+    return 0
+
+
+def _pick(args) -> int:
+    from ohlora.formats import compact, normalize
+    from ohlora.memory.io import read_lines
+    from ohlora.memory.retrieval import Retriever, default_cache_path
+    from ohlora.memory.store import MemoryStore
+    from ohlora.models import load_sentence_encoder
+
+    items = [normalize(line) for line in read_lines(args.memory_file) if normalize(line)]
+    model = load_sentence_encoder(args.model, flag="MODEL_DIR")
+    min_chars = config.ChatConfig.min_memory_chars
+    with MemoryStore(default_cache_path()) as cache:
+        retriever = Retriever(model, cache)
+        if args.verbose:
+            for item, score in zip(items, retriever.score(items, args.prompt)):
+                note = "  (too short, never picked)" if len(compact(item)) < min_chars else ""
+                print(f"{score:.4f}\t{item}{note}", file=sys.stderr)
+        best = retriever.best(items, args.prompt, threshold=args.threshold, min_chars=min_chars)
+    if best is not None:
+        print(best[0])
+    return 0
+

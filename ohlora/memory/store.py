@@ -24,9 +24,7 @@ costs nothing a user could notice.
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -38,6 +36,7 @@ import numpy as np
 from ohlora import config
 from ohlora.errors import DataError
 from ohlora.formats import MemoryItem, compact, normalize, parse_memory
+from ohlora.memory.io import atomic_write_text, read_lines
 from ohlora.memory.record import MemoryRecord
 
 _SCHEMA = """
@@ -278,40 +277,6 @@ class MemoryStore:
 
 def _split(schema: str) -> list[str]:
     return [s.strip() for s in schema.split(";") if s.strip()]
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write a UTF-8 file via a temp file in the same folder and os.replace: readers see
-    the old file or the new one, never half of it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def read_lines(path: str | Path) -> list[str]:
-    """A text file's lines, strictly UTF-8 (a BOM is allowed); DataError otherwise."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(path, None, "file not found") from None
-    except IsADirectoryError:
-        raise DataError(path, None, "is a folder, expected a text file") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise DataError(path, line, f"not UTF-8 (byte 0x{raw[e.start]:02x}); save the file as UTF-8") from None
-    return text.splitlines()
 
 
 def read_memory_file(path: str | Path) -> list[MemoryItem]:

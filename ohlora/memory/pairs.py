@@ -1,0 +1,119 @@
+"""Pair data for the memory encoder from a combinations file (SPEC §4 'Pair data').
+
+A combinations file has one `[key: value] user prompt` per line; n lines give n×n
+rows `memory_0, user_prompt_0, memory_1, user_prompt_1, similarity_score`. The score
+compares the two *keys*: equal keys 1.0, else the teacher's cosine x of the two key
+strings, rescaled x <- max(2.6x - 1.6, 0) and rounded to 4 decimals. Key 좋아하는 아이돌
+is read as 좋아하는 가수, and a key 상태 is replaced by its value.
+
+The reference ran the teacher on every row (n² pairs of key strings); the rows only
+hold k distinct keys, so we encode each distinct key once and take the k×k cosine
+matrix — for the reference's 80 lines that is ~60 encodings instead of 12,800.
+
+    >>> from ohlora.memory.pairs import rescale
+    >>> rescale(0.9), rescale(0.5), rescale(1.0)
+    (0.74, 0.0, 1.0)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ohlora import config
+from ohlora.errors import DataError
+from ohlora.formats import CombinationLineError, MemoryItem, normalize, parse_combination_line
+from ohlora.memory.io import atomic_write_csv, read_csv, read_lines
+
+PAIR_COLUMNS = ("memory_0", "user_prompt_0", "memory_1", "user_prompt_1", "similarity_score")  # SPEC §4
+TRAIN_COLUMNS = ("memory_0", "user_prompt_1", "similarity_score")  # what training and eval read
+
+
+@dataclass(frozen=True)
+class Combination:
+    item: MemoryItem  # key alias already applied
+    prompt: str
+    line: int
+
+    @property
+    def pair_key(self) -> str:
+        """The string compared between two lines: the key, or the value for 상태 (SPEC §4)."""
+        return self.item.canonical_key()
+
+
+@dataclass(frozen=True)
+class Pair:
+    memory: str  # memory_0
+    prompt: str  # user_prompt_1
+    score: float  # similarity_score
+    line: int = 0
+
+
+def read_combinations(path: str | Path) -> list[Combination]:
+    """Parse a combinations file; blank lines are skipped. DataError names file and line."""
+    combos = []
+    for n, line in enumerate(read_lines(path), start=1):
+        if not normalize(line):
+            continue
+        try:
+            item, prompt = parse_combination_line(line)
+        except CombinationLineError as e:
+            raise DataError(path, n, str(e)) from None
+        combos.append(Combination(item, prompt, n))
+    if not combos:
+        raise DataError(path, None, "no combination lines; expected '[key: value] prompt' on each line")
+    return combos
+
+
+def rescale(x: float) -> float:
+    """SPEC §4: x <- max(2.6x - 1.6, 0), rounded to 4 decimals."""
+    return round(max(config.PAIR_SCALE * float(x) - config.PAIR_SHIFT, 0.0), config.PAIR_DECIMALS)
+
+
+def key_cosines(keys: list[str], teacher) -> np.ndarray:
+    """Cosine matrix of distinct key strings under the teacher, one encoder pass."""
+    vecs = np.asarray(teacher.encode(keys, convert_to_numpy=True, show_progress_bar=False), dtype=np.float64)
+    vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+    return vecs @ vecs.T
+
+
+def score_matrix(keys: list[str], teacher) -> dict[tuple[str, str], float]:
+    """Rescaled score for every ordered pair of the given keys (equal keys 1.0)."""
+    distinct = list(dict.fromkeys(keys))
+    cos = key_cosines(distinct, teacher) if len(distinct) > 1 else np.ones((1, 1))
+    scores = {}
+    for i, a in enumerate(distinct):
+        for j, b in enumerate(distinct):
+            scores[a, b] = 1.0 if a == b else rescale(cos[i, j])
+    return scores
+
+
+def make_pairs(combos: list[Combination], teacher) -> list[tuple[str, str, str, str, float]]:
+    """All n×n rows in the reference order (outer loop memory_0, inner memory_1)."""
+    scores = score_matrix([c.pair_key for c in combos], teacher)
+    return [
+        (a.item.text, a.prompt, b.item.text, b.prompt, scores[a.pair_key, b.pair_key]) for a in combos for b in combos
+    ]
+
+
+def write_pairs(rows, path: str | Path) -> None:
+    atomic_write_csv(path, PAIR_COLUMNS, rows)
+
+
+def read_pairs(path: str | Path) -> list[Pair]:
+    """Training/eval view of a pairs CSV: (memory_0, user_prompt_1, similarity_score)."""
+    pairs = []
+    for n, row in read_csv(path, TRAIN_COLUMNS):
+        memory, prompt, raw = (normalize(row[c]) for c in TRAIN_COLUMNS)
+        if not memory or not prompt:
+            raise DataError(path, n, "empty memory_0 or user_prompt_1")
+        try:
+            score = float(raw)
+        except ValueError:
+            raise DataError(path, n, f"similarity_score {raw!r} is not a number") from None
+        if not np.isfinite(score):
+            raise DataError(path, n, f"similarity_score {raw!r} is not finite")
+        pairs.append(Pair(memory, prompt, score, n))
+    return pairs

@@ -1,0 +1,104 @@
+"""Training both ways on a tiny BERT; the block objective equals the row objective."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from ohlora.memory.pairs import Pair
+from ohlora.memory.train import TrainArgs, _blocks, label_table, split_rows, train
+
+MEMS = ["[오늘 날씨: 비]", "[좋아하는 가수: 아이유]", "[상태: 피곤함]", "[롤 티어: 골드]", "[취미: 등산]", "[반려동물: 고양이]"]
+PROMPTS = ["우산 챙길까?", "노래 추천해줘", "너무 힘들어", "승급전 이겼다!", "주말에 산에 가", "츄르 줬어 😺"]
+
+
+def product_pairs() -> list[Pair]:
+    # the i-th memory belongs with the i-th prompt: 1.0 on the diagonal, 0.0 elsewhere
+    return [Pair(m, p, 1.0 if i == j else 0.0) for i, m in enumerate(MEMS) for j, p in enumerate(PROMPTS)]
+
+
+def test_resolved_defaults():
+    assert TrainArgs(mode="reference").resolved().epochs == 10  # SPEC §4
+    assert TrainArgs(mode="reference").resolved().lr == 2e-5
+    assert TrainArgs(mode="reference").batch_size == 16  # SPEC §4
+    b = TrainArgs().resolved()
+    assert b.mode == "block" and b.epochs == TrainArgs.block_epochs and b.lr == TrainArgs.block_lr
+    assert TrainArgs(mode="block", epochs=3, lr=0.5).resolved().epochs == 3
+
+
+def test_split_rows_is_90_10_random_and_disjoint():
+    pairs = [Pair(f"[k: {i}]", "p", 0.0) for i in range(100)]
+    train_rows, valid = split_rows(pairs, 0.1, seed=1)
+    assert len(valid) == 10 and len(train_rows) == 90
+    assert {p.memory for p in train_rows}.isdisjoint(p.memory for p in valid)
+    assert split_rows(pairs, 0.1, seed=1) == (train_rows, valid)  # seeded
+    assert split_rows(pairs, 0.1, seed=2)[1] != valid
+
+
+def test_label_table_averages_repeats_and_counts_them():
+    rows = [Pair("m1", "p1", 1.0), Pair("m1", "p1", 0.5), Pair("m1", "p2", 0.2), Pair("m2", "p1", 0.0)]
+    mems, prompts, table = label_table(rows)
+    assert mems == ["m1", "m2"] and prompts == ["p1", "p2"]
+    assert table == {(0, 0): (0.75, 2), (0, 1): (0.2, 1), (1, 0): (0.0, 1)}
+
+
+def test_blocks_cover_every_pair_once_per_epoch():
+    blocks = _blocks(7, 5, 3, random.Random(0))
+    seen = [(m, p) for ms, ps in blocks for m in ms for p in ps]
+    assert sorted(seen) == [(m, p) for m in range(7) for p in range(5)]
+    assert all(len(ms) <= 3 and len(ps) <= 3 for ms, ps in blocks)
+
+
+def test_block_objective_equals_row_mse(tiny_bert_dir):
+    """Row-weighted block loss == mean over rows of (cos - label)², the reference loss,
+    up to a constant: the spread of the labels of a repeated pair (so equal gradients)."""
+    import torch
+    import torch.nn.functional as F
+
+    from ohlora.memory.train import _embed
+    from ohlora.models import load_sentence_encoder
+
+    model = load_sentence_encoder(tiny_bert_dir)
+    model.eval()
+    rows = product_pairs() + [Pair(MEMS[0], PROMPTS[1], 0.3)]  # one repeated pair with another label
+    with torch.no_grad():
+        mems, prompts, table = label_table(rows)
+        emb = F.normalize(_embed(model, mems + prompts), dim=-1)
+        cos = emb[: len(mems)] @ emb[len(mems) :].T
+        w = sum(n for _, n in table.values())
+        block = sum(n * (cos[i, j] - lab) ** 2 for (i, j), (lab, n) in table.items()) / w
+        a = F.normalize(_embed(model, [r.memory for r in rows]), dim=-1)
+        b = F.normalize(_embed(model, [r.prompt for r in rows]), dim=-1)
+        ref = (((a * b).sum(-1) - torch.tensor([r.score for r in rows])) ** 2).mean()
+    # (MEMS[0], PROMPTS[1]) has labels 0.0 and 0.3 -> mean 0.15
+    constant = ((0.0 - 0.15) ** 2 + (0.3 - 0.15) ** 2) / len(rows)
+    assert float(block) + constant == pytest.approx(float(ref), rel=1e-5)
+
+
+@pytest.mark.parametrize("mode, epochs, lr", [("block", 12, 3e-3), ("reference", 4, 3e-3)])
+def test_training_lowers_the_loss_and_saves_a_loadable_model(tiny_bert_dir, tmp_path, mode, epochs, lr):
+    from ohlora.models import load_sentence_encoder
+
+    pairs = product_pairs() * 2
+    seen = []
+    args = TrainArgs(mode=mode, epochs=epochs, lr=lr, batch_size=8, valid_ratio=0.1, seed=0)
+    out = tmp_path / "model"
+    result = train(None, out, base=tiny_bert_dir, args=args, pairs=pairs, on_epoch=lambda e, m, row: seen.append(e), progress=False)
+    losses = [row["loss"] for row in result.history]
+    assert len(losses) == epochs and seen == list(range(1, epochs + 1))
+    assert losses[-1] < losses[0]
+    assert all("pearson" in row for row in result.history)
+    reloaded = load_sentence_encoder(str(out))
+    import numpy as np
+
+    a = reloaded.encode(MEMS[:2], convert_to_numpy=True)
+    b = result.model.encode(MEMS[:2], convert_to_numpy=True)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_block_mode_takes_fewer_steps_than_rows(tiny_bert_dir):
+    pairs = product_pairs()
+    args = TrainArgs(mode="block", epochs=1, lr=1e-3, batch_size=4, valid_ratio=0.0)
+    result = train(None, None, base=tiny_bert_dir, args=args, pairs=pairs, progress=False)
+    assert result.steps == 4  # 6 memories x 6 prompts in blocks of 4: 2 x 2 blocks (36 rows = 9 row batches)
