@@ -65,7 +65,7 @@ def build_engine(models: str | None, seed: int | None = None):
     from ohlora.engine.config import EngineConfig
     from ohlora.engine.engine import Engine
 
-    return Engine.from_dir(models, EngineConfig(seed=seed))
+    return Engine(models, EngineConfig(seed=seed))
 
 
 def run(args) -> int:

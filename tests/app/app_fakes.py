@@ -158,3 +158,28 @@ class ScriptedEngine(FakeEngine):
             summary=summary, expression={"eyes": eyes, "mouth": mouth, "pose": pose}, scores=scores,
             timings={"total": 0.0}, generate_calls=2,
         )
+
+
+class ForcedMemory:
+    """A real Engine whose memory head is overruled by a rule, for tests that must see a
+    saved memory: the tiny random models' memory head saves something on about a third
+    of turns, never on cue. A prompt `기억해 KEY=VALUE` whose turn saved nothing gets
+    `[KEY: VALUE]` added through the engine's own store (so listing and forgetting run
+    the real code); everything else is the engine's own turn."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def turn(self, user: str, prompt: str) -> TurnResult:
+        result = self.engine.turn(user, prompt)
+        m = _REMEMBER.search(normalize(prompt))
+        item = parse_memory(f"[{m.group(1)}: {m.group(2)}]") if m else None
+        if item is not None and not result.memory_saved:
+            added = self.engine.store.add(result.user, item, replace=True)
+            if added.saved is not None:
+                result.memory_saved = added.saved.text
+                result.memory_replaced = added.replaced[-1].text if added.replaced else None
+        return result
+
+    def __getattr__(self, name):  # memories, forget, summary, reset: the engine's own
+        return getattr(self.engine, name)

@@ -32,7 +32,7 @@ def require_chromium() -> None:
 
 
 @contextmanager
-def chromium_page(width: int = 1280, height: int = 800, scale: float = 1.0):
+def chromium_page(width: int = 1280, height: int = 800, scale: float = 1.0, timeout: float = 20.0):
     """A fresh page in a fresh headless Chromium; script and console errors fail the test."""
     from playwright.sync_api import sync_playwright
 
@@ -44,7 +44,7 @@ def chromium_page(width: int = 1280, height: int = 800, scale: float = 1.0):
             page.on("pageerror", lambda e: errors.append(str(e)))
             # console errors include CSP violations and failed loads (a missing file)
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.set_default_timeout(20_000)
+            page.set_default_timeout(timeout * 1000)
             yield page
         finally:
             browser.close()
