@@ -12,22 +12,23 @@ from dataclasses import dataclass, field, fields
 
 @dataclass
 class ServeConfig:
-    models: str | None = field(
-        default=None,
-        metadata={"help": "MODELS_DIR with base/, adapters/<head>/, memory_encoder/ (default: $OHLORA_MODELS or the demo cache)"},
-    )
+    """Where the server listens. The engine flags (--models, --threshold, --seed,
+    --pipeline) are `ohlora chat`'s, so both front ends load the same way."""
+
     # Loopback by default: the API has no authentication, so serving the whole network
     # is a choice the user makes by passing --host 0.0.0.0.
     host: str = field(default="127.0.0.1", metadata={"help": "address to listen on"})
     port: int = field(default=7860, metadata={"help": "TCP port (7860: the usual port of local ML demos)"})
-    seed: int | None = field(default=None, metadata={"help": "sampling seed (default: random)"})
 
 
 def _add_flags(parser: argparse.ArgumentParser) -> None:
+    from ohlora.engine.cli import _add_engine_flags
+
+    _add_engine_flags(parser)
+    parser.add_argument("--store", default=None, help="memory store file (default: MODELS_DIR/memory.sqlite)")
     for f in fields(ServeConfig):
-        kind = int if f.name in ("port", "seed") else str
-        parser.add_argument(f"--{f.name}", type=kind, default=f.default, help=f.metadata["help"] + (
-            f" (default: {f.default})" if f.default is not None else ""))
+        parser.add_argument(f"--{f.name}", type=type(f.default), default=f.default,
+                            help=f"{f.metadata['help']} (default: {f.default})")
 
 
 def register(subparsers) -> None:
@@ -60,12 +61,13 @@ def check_port(host: str, port: int) -> None:
             raise OhloraError(f"cannot listen on {host}:{port} ({e.strerror}); pick another --port") from None
 
 
-def build_engine(models: str | None, seed: int | None = None):
+def build_engine(args):
     """The real Engine over a MODELS_DIR (a ModelLoadError line if anything is missing)."""
     from ohlora.engine.config import EngineConfig
     from ohlora.engine.engine import Engine
 
-    return Engine(models, EngineConfig(seed=seed))
+    cfg = EngineConfig(retrieval_threshold=args.threshold, seed=args.seed, pipeline=args.pipeline)
+    return Engine(args.models, cfg, store=args.store)
 
 
 def run(args) -> int:
@@ -74,10 +76,13 @@ def run(args) -> int:
     from ohlora.app.server import create_app
 
     check_port(args.host, args.port)
-    engine = build_engine(args.models, args.seed)
-    app = create_app(engine)
-    print(f"오로라: http://{args.host}:{args.port}/  (API: /api, schema: /openapi.json; Ctrl+C to stop)", flush=True)
-    # One process: the engine and the per-user locks live in it (workers would load
-    # the models once each and could not serialise a user's turns between them).
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    engine = build_engine(args)
+    try:
+        app = create_app(engine)
+        print(f"오로라: http://{args.host}:{args.port}/  (API: /api, schema: /openapi.json; Ctrl+C to stop)", flush=True)
+        # One process: the engine and the per-user locks live in it (workers would load
+        # the models once each and could not serialise a user's turns between them).
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    finally:
+        engine.close()
     return 0

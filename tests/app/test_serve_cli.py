@@ -15,13 +15,15 @@ import pytest
 from ohlora.app.background import free_port
 from ohlora.app.cli import ServeConfig
 from ohlora.cli import build_parser, main
+from ohlora.engine.config import EngineConfig
 
 
 def test_serve_flags_default_from_the_dataclass():
     args = build_parser().parse_args(["serve"])
-    assert (args.host, args.port, args.models, args.seed) == (
-        ServeConfig.host, ServeConfig.port, ServeConfig.models, ServeConfig.seed)
-    assert (args.host, args.port) == ("127.0.0.1", 7860)
+    assert (args.host, args.port) == (ServeConfig.host, ServeConfig.port) == ("127.0.0.1", 7860)
+    cfg = EngineConfig()  # the engine flags are `ohlora chat`'s, with the engine's defaults
+    assert (args.models, args.seed, args.threshold, args.pipeline, args.store) == (
+        None, cfg.seed, cfg.retrieval_threshold, cfg.pipeline, None)
     args = build_parser().parse_args(["serve", "--models", "m", "--host", "0.0.0.0", "--port", "8000"])
     assert (args.models, args.host, args.port) == ("m", "0.0.0.0", 8000)
 
