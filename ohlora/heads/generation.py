@@ -17,6 +17,7 @@ on `(답변 종료)`, EOS or its own token cap, so a short head does not wait fo
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,18 +79,34 @@ class RowStop(StoppingCriteria):
     def __init__(self, tokenizer, prompt_width: int, caps: list[int], marker: str = formats.ANSWER_END):
         self.tokenizer, self.width, self.caps, self.marker = tokenizer, prompt_width, caps, marker
         self.window = len(marker.encode("utf-8")) + 2  # a marker spans at most this many tokens
+        self.closers = _closing_tokens(tokenizer, marker[-1])
 
     def __call__(self, input_ids, scores, **kwargs) -> torch.BoolTensor:
         new = input_ids.shape[1] - self.width
         done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        last = input_ids[:, -1].tolist()
         for i in range(input_ids.shape[0]):
             if new >= self.caps[i]:
                 done[i] = True
-                continue
-            tail = input_ids[i, max(self.width, input_ids.shape[1] - self.window) :].tolist()
-            if self.marker in self.tokenizer.decode(tail, skip_special_tokens=True):
-                done[i] = True
+            elif new > 0 and last[i] in self.closers:  # only a token holding ')' can finish the marker
+                tail = input_ids[i, max(self.width, input_ids.shape[1] - self.window) :].tolist()
+                done[i] = self.marker in self.tokenizer.decode(tail, skip_special_tokens=True)
         return done
+
+
+def _closing_tokens(tokenizer, char: str) -> frozenset[int]:
+    """Ids of the tokens whose text holds `char` (computed once per tokenizer)."""
+    from ohlora.heads.constraints import _cached, token_bytes
+
+    def build() -> frozenset[int]:
+        enc = char.encode("utf-8")
+        pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+        return frozenset(
+            i for i, (b, p) in enumerate(zip(token_bytes(tokenizer), pieces))
+            if (b is not None and enc in b) or (b is None and p and char in p)
+        )
+
+    return _cached(tokenizer, f"closers:{char}", build)
 
 
 def generate_heads(
@@ -105,6 +122,10 @@ def generate_heads(
     `model` is a peft model holding the heads' adapters (or a plain model, then every
     row reads the base). Structured rows (`constrained=True`) cannot write a malformed
     answer; their cap is raised to the shortest valid answer's length if it is lower.
+
+    Not re-entrant: a mixed batch registers peft hooks on the shared layers and a
+    single-adapter batch calls `set_adapter`, so callers sharing a model serialise
+    calls (the Engine holds a lock around each).
     """
     prompts = [formats.inference_prompt(r.input_text) for r in requests]
     enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
@@ -137,9 +158,18 @@ def generate_heads(
             kwargs["temperature"] = 1.0
         kwargs["top_k"] = top_k
         kwargs["top_p"] = 1.0
+    adapter_ctx = contextlib.nullcontext()
     if _is_peft(model):
-        kwargs["adapter_names"] = [r.head if r.head in model.peft_config else BASE_ADAPTER for r in requests]
-    with torch.inference_mode():
+        names = [r.head if r.head in model.peft_config else BASE_ADAPTER for r in requests]
+        if len(set(names)) > 1:
+            kwargs["adapter_names"] = names  # peft's mixed batch: each row its own adapter
+        elif names[0] == BASE_ADAPTER:
+            adapter_ctx = model.disable_adapter()
+        else:
+            # One adapter for the whole batch: the plain LoRA forward is cheaper than
+            # peft's mixed-batch path (no per-layer sub-batch gather/scatter).
+            model.set_adapter(names[0])
+    with torch.inference_mode(), adapter_ctx:
         out = model.generate(
             **enc,
             do_sample=do_sample,

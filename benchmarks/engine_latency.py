@@ -1,0 +1,139 @@
+"""Turn latency and `generate` calls per turn: the engine's two batched calls
+(per-row adapters, constrained structured heads) vs the reference pipeline (four heads
+one after another, one sample per call, retried until the checks pass; SPEC §2).
+
+Same loaded models, same prompts, same seeds, in one run; the turns are interleaved
+(batched turn, then the reference turn on the same prompt) so machine load hits both
+alike. Models: a MODELS_DIR (default: the demo cache if built, else the test stand-ins
+with taught heads are built in a temp folder).
+
+    .venv/bin/python benchmarks/engine_latency.py [--models DIR] [--turns 24] [--threads 1]
+
+Results: benchmarks/results/engine_latency.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def taught_models(folder: Path) -> Path:
+    """The test suite's taught tiny heads (tests/engine/conftest.py), built here."""
+    from ohlora.engine.models_dir import build_random_models_dir, teach_models_dir
+    from ohlora.tiny import save_tiny_bert, save_tiny_causal_lm
+    from tests.conftest import KOREAN_TEXTS
+    from tests.engine.conftest import examples
+
+    lm = save_tiny_causal_lm(folder / "lm", KOREAN_TEXTS, vocab_size=600, hidden_size=32, num_layers=2, num_heads=2)
+    bert = save_tiny_bert(folder / "bert", KOREAN_TEXTS, vocab_size=300)
+    out = build_random_models_dir(folder / "models", lm, bert)
+    teach_models_dir(out, examples())
+    return out
+
+
+def prompts(n: int) -> list[str]:
+    """Persona valid-row prompts (held out from training), then a few of our own."""
+    from ohlora.data.persona import load_rows, split
+
+    out = []
+    csv = ROOT / "data" / "persona" / "ohlora.csv"
+    if csv.exists():
+        _, valid = split(load_rows(csv, check=False))
+        out = [r.input_data for r in valid]
+    out += ["로라야 안녕!", "나 떡볶이 좋아해", "오늘 날씨 어때?", "나 오늘 카페 가", "뭐해?"]
+    return out[:n]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default=None, help="MODELS_DIR (default: demo cache if built, else taught tiny heads)")
+    ap.add_argument("--turns", type=int, default=24, help="prompts (turns per pipeline)")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: steadiest on a shared CPU)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    import torch
+
+    from ohlora.engine.config import DEMO_CACHE, EngineConfig, ModelPaths
+    from ohlora.engine.engine import Engine
+    from ohlora.heads.generation import load_heads
+    from ohlora.memory.retrieval import Retriever
+    from ohlora.memory.store import MemoryStore
+    from ohlora.models import load_sentence_encoder
+
+    torch.set_num_threads(args.threads)
+    tmp = Path(tempfile.mkdtemp(prefix="engine-latency-"))
+    models = Path(args.models).expanduser() if args.models else DEMO_CACHE.expanduser()
+    which = "given" if args.models else "demo cache"
+    if not (models / "adapters").exists():
+        models, which = taught_models(tmp), "taught tiny test heads"
+    paths = ModelPaths.from_dir(models)
+    model, tok = load_heads(paths.base, paths.adapters, device="cpu")
+    encoder = load_sentence_encoder(paths.memory_encoder, device="cpu")
+    engines = {}
+    for pipeline in ("batched", "reference"):
+        store = MemoryStore(tmp / f"{pipeline}.sqlite")
+        cfg = EngineConfig(pipeline=pipeline, seed=args.seed, device="cpu")
+        engines[pipeline] = Engine.from_parts(model, tok, Retriever(encoder, store), store, cfg)
+
+    ps = prompts(args.turns)
+    engines["batched"].turn("warm-up", ps[0])  # first-call costs (constraint tables, kernels) out of the figures
+    engines["reference"].turn("warm-up", ps[0])
+    rows = {p: [] for p in engines}
+    for i, prompt in enumerate(ps):
+        for pipeline, engine in engines.items():
+            r = engine.turn("bench", prompt)
+            rows[pipeline].append({"prompt": prompt, "seconds": r.timings["total"], "calls": r.generate_calls,
+                                   "refused": r.refused, "fallback": r.answer == "(읽씹)"})
+        print(f"{i + 1}/{len(ps)}  batched {rows['batched'][-1]['seconds']:.2f}s/{rows['batched'][-1]['calls']} calls   "
+              f"reference {rows['reference'][-1]['seconds']:.2f}s/{rows['reference'][-1]['calls']} calls", flush=True)
+
+    def stats(rs):
+        answered = [r for r in rs if not r["refused"]]
+        secs = [r["seconds"] for r in answered]
+        return {"turns": len(answered), "mean_s": statistics.mean(secs), "median_s": statistics.median(secs),
+                "calls_per_turn": statistics.mean(r["calls"] for r in answered),
+                "max_calls": max(r["calls"] for r in answered), "fallback_replies": sum(r["fallback"] for r in answered)}
+
+    summary = {p: stats(rs) for p, rs in rows.items()}
+    ratio = summary["batched"]["mean_s"] / summary["reference"]["mean_s"]
+    machine = f"{platform.machine()}, {os.cpu_count()} shared CPU cores, torch threads {args.threads}, load avg {os.getloadavg()[0]:.1f}"
+    result = {"machine": machine, "models": str(models), "models_kind": which, "summary": summary,
+              "latency_ratio_mean": ratio, "turns": rows}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "engine_latency.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    b, r = summary["batched"], summary["reference"]
+    lines = [
+        "# engine_latency: batched heads vs the reference's sequential heads",
+        "",
+        f"Machine: {machine}. Models: {which}. {b['turns']} answered turns each (same prompts, interleaved, seed {args.seed}).",
+        "",
+        "| pipeline | mean turn (s) | median (s) | generate calls / turn (max) | reply fallbacks |",
+        "|---|---|---|---|---|",
+        f"| batched (2 calls, per-row adapters, constrained) | {b['mean_s']:.3f} | {b['median_s']:.3f} | {b['calls_per_turn']:.2f} ({b['max_calls']}) | {b['fallback_replies']} |",
+        f"| reference (4 sequential heads, retries) | {r['mean_s']:.3f} | {r['median_s']:.3f} | {r['calls_per_turn']:.2f} ({r['max_calls']}) | {r['fallback_replies']} |",
+        "",
+        f"Latency ratio batched / reference (mean): **{ratio:.2f}** (target ≤ 0.5); calls per turn "
+        f"{b['calls_per_turn']:.2f} vs {r['calls_per_turn']:.2f} (target 2).",
+        "Calls above 2 in the batched pipeline are reply or summary retries (SPEC §2 checks), which it keeps.",
+    ]
+    (RESULTS / "engine_latency.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
