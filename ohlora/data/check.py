@@ -20,6 +20,7 @@ teaches a head text the engine never produces (it normalises what users type).
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -38,6 +39,9 @@ LABELS: dict[str, tuple[str, ...]] = {
 # A summary may exceed a short exchange by its frame (사용자가 ... 로라가 ... 함) before
 # it stops summarising; longer ones are flagged.
 SUMMARY_FRAME_CHARS = 10
+# A valid prompt this similar (difflib ratio, spaces ignored) to a train prompt is a
+# near-copy: it measures recall, not generalisation. Typos and ㅋㅋ differ by ~0.1.
+NEAR_LEAK_RATIO = 0.9
 _ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff"  # the set formats.normalize removes
 _INNER_MEMORY = re.compile(r"\[[^\[\]:]+:[^\[\]]+\]")  # a `[key: value]` somewhere in the text
 # Markers that may appear in input_data only in their multi-turn place.
@@ -91,6 +95,8 @@ def check_rows(rows: Iterable[Row], path: str) -> list[Problem]:
         problems.append(Problem(path, line, message))
     for line, message in _leaks(rows):
         problems.append(Problem(path, line, message))
+    for line, message in _near_leaks(rows):
+        problems.append(Problem(path, line, message, "warning"))
     return problems
 
 
@@ -226,3 +232,36 @@ def _leaks(rows: list[Row]) -> Iterable[tuple[int, str]]:
             twin = train.get(formats.compact(row.input_data))
             if twin is not None and formats.compact(row.input_data):
                 yield row.line, f"valid input_data leaks from train (line {twin.line}, spaces ignored)"
+
+
+def _bare_prompt(input_data: str) -> str:
+    """The user's own words: input_data without its memory or multi-turn prefix."""
+    text = formats.normalize(input_data)
+    if formats.QUESTION_TAG in text:
+        return text.split(formats.QUESTION_TAG, 1)[1]
+    if text.startswith("[") and "]" in text:
+        return text.split("]", 1)[1]
+    return text
+
+
+def _near_leaks(rows: list[Row]) -> Iterable[tuple[int, str]]:
+    train = [(formats.compact(_bare_prompt(r.input_data)), r) for r in rows if r.data_type == "train"]
+    exact = {formats.compact(r.input_data) for r in rows if r.data_type == "train"}
+    for row in rows:
+        if row.data_type != "valid" or formats.compact(row.input_data) in exact:
+            continue  # an exact leak is already an error
+        prompt = formats.compact(_bare_prompt(row.input_data))
+        if not prompt:
+            continue
+        matcher = difflib.SequenceMatcher(None, "", prompt)  # b is cached: the valid prompt
+        best, best_row = 0.0, None
+        for text, twin in train:
+            matcher.set_seq1(text)
+            # cheap upper bounds first: most pairs are rejected without the full ratio
+            if matcher.real_quick_ratio() < NEAR_LEAK_RATIO or matcher.quick_ratio() < NEAR_LEAK_RATIO:
+                continue
+            ratio = matcher.ratio()
+            if ratio > best:
+                best, best_row = ratio, twin
+        if best_row is not None and best >= NEAR_LEAK_RATIO:
+            yield row.line, f"valid prompt nearly repeats train line {best_row.line} (similarity {best:.2f})"

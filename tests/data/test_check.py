@@ -204,3 +204,15 @@ def test_utf8_bom_and_reordered_columns_are_accepted(tmp_path):
     result = check_file(str(path))
     assert result.ok, result.problems
     assert [(r.data_type, r.input_data, r.line) for r in result.rows] == [("valid", "로라야 좋은 아침 ☀️", 2)]
+
+
+def test_near_copies_of_train_prompts_in_valid_are_warned(check, make_csv):
+    near = {"data_type": "valid", "input_data": "로라야 나 오늘 시험 합격했어!!"}
+    same_words_new_prefix = {"data_type": "valid", "input_data": "[상태: 기분 좋음] 요즘 무슨 노래 들어?"}
+    distinct = {"data_type": "valid", "input_data": "로라는 겨울에 뭐 하고 놀아?"}
+    path = make_csv([GOOD, OTHER, near, same_words_new_prefix, distinct])
+    code, out = check(path)
+    assert code == 0, out
+    assert f"{path}:4: warning: valid prompt nearly repeats train line 2 (similarity 0.9" in out
+    assert f"{path}:5: warning: valid prompt nearly repeats train line 3 (similarity 1.00)" in out
+    assert f"{path}:6:" not in out
