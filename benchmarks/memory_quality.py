@@ -1,0 +1,213 @@
+"""Memory-encoder quality and training cost: block mode vs reference mode, one run.
+
+Trains the `bundled` encoder (all-MiniLM-L6-v2) on the reference project's published
+pairs (../shared/reference/ohlora_v2_memory/train_dataset.csv) in both training modes,
+evaluates on its test_dataset.csv after every epoch (evaluation time excluded from the
+training clock), and reports MSE / MAE / corr beside the reference's 0.0355 / 0.1280 /
+0.7449, wall time per epoch of each mode and their ratio, and how long block mode
+needs to reach reference mode's test correlation.
+
+    .venv/bin/python benchmarks/memory_quality.py                 # both modes
+    .venv/bin/python benchmarks/memory_quality.py --only block    # re-run one mode, keep the other's figures
+
+Results: benchmarks/results/memory_quality.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REF_DIR = ROOT.parent / "shared" / "reference" / "ohlora_v2_memory"
+RESULTS = ROOT / "benchmarks" / "results"
+PUBLISHED = {"mse": 0.0355, "mae": 0.1280, "corr": 0.7449}  # SPEC §4, klue/roberta-base, 10 epochs
+
+
+def machine() -> dict:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_avg_at_start": os.getloadavg(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+
+
+def steps_per_epoch(mode: str, train_pairs, args) -> int:
+    import math
+    import random
+
+    from ohlora.memory.train import _blocks, label_table, split_rows
+
+    rows, _ = split_rows(train_pairs, args.valid_ratio, args.seed)
+    if mode == "reference":
+        return math.ceil(len(rows) / args.batch_size)
+    mems, prompts, _ = label_table(rows)
+    return len(_blocks(len(mems), len(prompts), args.batch_size, random.Random(0)))
+
+
+def run_mode(mode: str, epochs: int, lr: float | None, train_pairs, test_pairs, base: str, max_steps: int | None = None) -> dict:
+    from ohlora.memory.evaluate import evaluate_pairs
+    from ohlora.memory.train import TrainArgs, train
+
+    per_epoch = []
+
+    def on_epoch(epoch, model, row):
+        t = time.perf_counter()
+        m = evaluate_pairs(model, test_pairs).metrics
+        per_epoch.append({**row, "test": m, "eval_seconds": round(time.perf_counter() - t, 2)})
+        print(f"[{mode}] epoch {epoch}: train {row['seconds']:.1f} s  loss {row['loss']:.4f}  "
+              f"test mse {m['mse']:.4f} mae {m['mae']:.4f} corr {m['corr']:.4f}", flush=True)
+        _save_partial(mode, per_epoch)
+
+    args = TrainArgs(mode=mode, epochs=epochs, lr=lr, max_steps=max_steps).resolved()
+    result = train(None, None, base=base, args=args, pairs=train_pairs, on_epoch=on_epoch, progress=False)
+    spe = steps_per_epoch(mode, train_pairs, args)
+    s_step = result.seconds / max(result.steps, 1)
+    partial = result.steps < spe * args.epochs
+    return {
+        "partial_run": partial,
+        "steps_per_epoch": spe,
+        "mode": mode,
+        "epochs": args.epochs,
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "steps": result.steps,
+        "train_seconds": round(result.seconds, 1),
+        # measured over whole epochs, or (partial run) seconds/step x steps/epoch
+        "seconds_per_epoch": round(s_step * spe, 1),
+        "seconds_per_epoch_extrapolated": partial,
+        "seconds_per_step": round(s_step, 3),
+        "seconds_for_all_epochs": round(s_step * spe * args.epochs, 1),
+        "jamo_rules": result.jamo_rules,
+        "final_test": per_epoch[-1]["test"],
+        "per_epoch": per_epoch,
+    }
+
+
+def _save_partial(mode, per_epoch):
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f".memory_quality_{mode}.partial.json").write_text(json.dumps(per_epoch, indent=1))
+
+
+def time_to_reach(run: dict, corr: float) -> float | None:
+    for row in run["per_epoch"]:
+        if row["test"]["corr"] >= corr:
+            return row["seconds"]
+    return None
+
+
+def markdown(res: dict) -> str:
+    lines = [
+        "# memory_quality: block vs reference training (bundled all-MiniLM-L6-v2)",
+        "",
+        f"Machine: {res['machine']['cpu']}, {res['machine']['cores']} cores shared with other jobs "
+        f"(load average at start {res['machine']['load_avg_at_start'][0]:.1f}); GPU: {res['machine']['gpu']}.",
+        "Train: reference train_dataset.csv (6,400 rows, 90/10 row split); test: test_dataset.csv (1,600 rows).",
+        "",
+        "| run | epochs | train time | s / epoch | test MSE | test MAE | test corr |",
+        "|---|---|---|---|---|---|---|",
+        f"| published reference (klue/roberta-base, 10 epochs) | 10 | – | – | {PUBLISHED['mse']:.4f} | {PUBLISHED['mae']:.4f} | {PUBLISHED['corr']:.4f} |",
+    ]
+    for mode in ("reference", "block"):
+        r = res["runs"].get(mode)
+        if not r:
+            continue
+        t = r["final_test"]
+        lines.append(
+            f"| {mode} mode (lr {r['lr']:g}){' — partial, see below' if r['partial_run'] else ''} | {r['epochs'] if not r['partial_run'] else str(r['steps']) + ' steps'} | "
+            f"{r['train_seconds']:.0f} s | {r['seconds_per_epoch']:.1f}{' (extrapolated)' if r['seconds_per_epoch_extrapolated'] else ''} | "
+            f"{t['mse']:.4f} | {t['mae']:.4f} | {t['corr']:.4f} |"
+        )
+    s = res.get("summary", {})
+    lines += ["", *[f"- {k}: {v}" for k, v in s.items()], ""]
+    for mode in ("block", "reference"):
+        r = res["runs"].get(mode)
+        if not r:
+            continue
+        lines += [f"Per epoch, {mode} mode (train seconds cumulative, test corr): "
+                  + ", ".join(f"{e['epoch']}: {e['seconds']:.0f} s / {e['test']['corr']:.3f}" for e in r["per_epoch"]), ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", choices=("block", "reference"), default=None)
+    ap.add_argument("--block-epochs", type=int, default=None, help="default: TrainArgs.block_epochs")
+    ap.add_argument("--block-lr", type=float, default=None, help="default: TrainArgs.block_lr")
+    ap.add_argument("--ref-epochs", type=int, default=10, help="SPEC §4: 10; fewer on a slow CPU (labelled in the results)")
+    ap.add_argument("--ref-max-steps", type=int, default=None, help="stop reference mode after N steps and extrapolate its time (labelled)")
+    ap.add_argument("--base", default="bundled")
+    a = ap.parse_args()
+
+    from ohlora.memory.pairs import read_pairs
+
+    train_pairs = read_pairs(REF_DIR / "train_dataset.csv")
+    test_pairs = read_pairs(REF_DIR / "test_dataset.csv")
+    out_json = RESULTS / "memory_quality.json"
+    res = json.loads(out_json.read_text()) if (a.only and out_json.exists()) else {"runs": {}}
+    res["machine"] = machine()
+    res["published_reference"] = PUBLISHED
+    res["base"] = a.base
+    modes = [a.only] if a.only else ["block", "reference"]
+    for mode in modes:
+        epochs = a.block_epochs if mode == "block" else a.ref_epochs
+        lr = a.block_lr if mode == "block" else None
+        res["runs"][mode] = run_mode(mode, epochs, lr, train_pairs, test_pairs, a.base, a.ref_max_steps if mode == "reference" else None)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        out_json.write_text(json.dumps(res, indent=1))
+
+    runs = res["runs"]
+    summary = {}
+    if "block" in runs and "reference" in runs:
+        b, r = runs["block"], runs["reference"]
+        summary["time per epoch, reference / block"] = f"{r['seconds_per_epoch'] / b['seconds_per_epoch']:.1f}x"
+        summary["time per step, reference / block"] = f"{r['seconds_per_step'] / b['seconds_per_step']:.2f}x (same 32 texts a step)"
+        if r["partial_run"]:
+            summary["reference mode"] = (
+                f"stopped after {r['steps']} of {r['steps_per_epoch'] * r['epochs']} steps on this shared CPU; its time per epoch and "
+                f"for {r['epochs']} epochs ({r['seconds_for_all_epochs']:.0f} s) are extrapolated from its measured seconds per step"
+            )
+            target, ref_time, what = PUBLISHED["corr"], r["seconds_for_all_epochs"], "the published 10-epoch corr 0.7449 (stand-in for reference mode's own)"
+        else:
+            target, ref_time, what = r["final_test"]["corr"], r["train_seconds"], f"reference mode's final test corr {r['final_test']['corr']:.4f}"
+        reach = time_to_reach(b, target)
+        summary[f"block time to reach {what}"] = (
+            f"{reach:.0f} s vs {ref_time:.0f} s = {ref_time / reach:.1f}x sooner" if reach else "not reached"
+        )
+    if "block" in runs:
+        reach = time_to_reach(runs["block"], PUBLISHED["corr"])
+        summary["block time to reach the published corr 0.7449"] = f"{reach:.0f} s" if reach else "not reached"
+        t = runs["block"]["final_test"]
+        summary["block beats published"] = {k: (t[k] < PUBLISHED[k] if k != "corr" else t[k] > PUBLISHED[k]) for k in PUBLISHED}
+    res["summary"] = summary
+    out_json.write_text(json.dumps(res, indent=1))
+    (RESULTS / "memory_quality.md").write_text(markdown(res) + "\n")
+    print(markdown(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
