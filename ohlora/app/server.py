@@ -17,7 +17,6 @@ too (`ChatEngine` docstring); the lock here makes the API correct even if it did
 
 from __future__ import annotations
 
-import logging
 import threading
 import weakref
 from contextlib import contextmanager
@@ -47,8 +46,6 @@ STATIC_DIR = Path(__file__).parent / "static"
 MAX_BODY_BYTES = 16 * 1024  # a 500-character message, fully \u-escaped, is < 7 KiB
 # The page and its files may load nothing from elsewhere (no CDN: it must work offline).
 PAGE_CSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'"
-
-log = logging.getLogger("ohlora.app")
 
 _ERRORS = {
     400: {"model": ErrorOut, "description": "the engine refused the input"},
