@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -81,13 +82,14 @@ def run_scenario(url: str, first: str, second: str, timeout: float = 20.0) -> di
         assert bubbles.count() == 2
         saved = a2["memory_saved"]
         assert saved, f"the second message saved no memory: {a2}"
-        item = page.locator("#memory-list li", has_text=saved.strip("[]").split(":", 1)[1].strip())
-        item.wait_for()
-        assert item.get_attribute("data-text") == saved
+        listed = "Array.from(document.querySelectorAll('#memory-list li')).map(li => li.dataset.text)"
+        wait_js(page, f"{listed}.includes({json.dumps(saved)})")
+        item = page.locator("#memory-list li").nth(page.evaluate(listed).index(saved))
+        assert item.locator(".mem-value").text_content() == saved.strip("[]").split(":", 1)[1].strip()
         assert page.locator("#summary").inner_text() == (a2["summary"] or "아직 요약이 없어요.")
 
         item.get_by_role("button").click()
-        item.wait_for(state="detached")
+        wait_js(page, f"!{listed}.includes({json.dumps(saved)})")
         api_items = httpx.get(f"{url}/api/memory/테스터").json()["items"]
         assert saved not in [i["text"] for i in api_items]
         return {"first": a1, "second": a2, "before": before, "moved": moved}
