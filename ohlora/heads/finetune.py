@@ -30,6 +30,7 @@ Output, for `out=DIR`:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -88,6 +89,9 @@ class FinetuneConfig:
     )
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (HF Trainer default)"})
     device: str | None = field(default=None, metadata={"help": "cuda or cpu (default: cuda if available)"})
+    threads: int | None = field(
+        default=None, metadata={"help": "torch CPU threads while training (default: torch's; 1 is fastest for tiny models)"}
+    )
 
     def heads(self) -> tuple[str, ...]:
         if self.head == "all":
@@ -114,6 +118,7 @@ DEMO_PRESET: dict[str, object] = {
     "lr": 2e-3,
     "batch_size": 16,
     "max_valid_generations": 8,
+    "threads": 1,  # see tinybase.build_tiny_base: one thread is fastest for tiny models on a shared CPU
 }
 
 
@@ -140,8 +145,9 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Path]:
     _write_json(out / "finetune_config.json", {**asdict(cfg), "head_epochs": {h: cfg.head_epochs(h) for h in heads}})
 
     done = {}
-    for i, head in enumerate(heads):
-        model, done[head] = _train_head(model, tokenizer, head, examples[head], valid[head], cfg, out / head, i)
+    with torch_threads(cfg.threads):
+        for i, head in enumerate(heads):
+            model, done[head] = _train_head(model, tokenizer, head, examples[head], valid[head], cfg, out / head, i)
     return done
 
 
@@ -379,6 +385,20 @@ def _write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
     os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """torch's intra-op CPU thread count set to `n` for a block (None: unchanged), then restored."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _device_of(model):

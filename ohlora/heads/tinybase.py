@@ -92,8 +92,22 @@ def build_tiny_base(
     steps: int | None = None,
     size: str = "small",
     progress: bool = True,
+    threads: int | None = 1,
 ) -> Path:
-    """Train the tokenizer, build and pre-train the tiny GPT-NeoX, save it to `out_dir`."""
+    """Train the tokenizer, build and pre-train the tiny GPT-NeoX, save it to `out_dir`.
+
+    `threads`: torch's intra-op threads while pre-training (None: torch's default). One
+    thread is the fastest for a model this small on a shared 2-core machine: a second
+    thread barely helps the tiny matrix products and, with other jobs running, spins
+    (measured 1.7x-3.4x slower per step, benchmarks/results/finetune_demo_preset.md).
+    """
+    from ohlora.heads.finetune import torch_threads
+
+    with torch_threads(threads):
+        return _build(data_csv, out_dir, extra_texts, seed, steps, size, progress)
+
+
+def _build(data_csv, out_dir, extra_texts, seed, steps, size, progress) -> Path:
     import torch
 
     from ohlora.heads.finetune import batches, collate
