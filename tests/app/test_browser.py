@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -145,3 +146,62 @@ def test_scripted_conversation_and_readme_screenshot(tmp_path):
         page.locator("#message-input").blur()
         page.screenshot(path=str(out))
     assert out.stat().st_size > 10_000
+
+
+def test_avatar_eases_on_a_cosine_holds_returns_to_idle_and_blinks(fake_engine):
+    """The avatar's motion, read from its own state each frame (no timing assertions:
+    whichever frames we happen to sample must satisfy the curve)."""
+    require_chromium()
+    probe = """(() => { const a = window.ohloraPage.avatar, d = a.svg.dataset;
+        return {t: a.lastFrame, start: a.start, dur: a.duration, phase: a.phase,
+                cur: {...a.current}, from: {...a.from}, to: {...a.target},
+                shown: {eyes: +d.eyes, mouth: +d.mouth, pose: +d.pose}, blink: d.blink}; })()"""
+    idle = {"eyes": 0.2, "mouth": 1.0, "pose": 0.0}  # SPEC §1 step 7
+    with serve_in_background(create_app(fake_engine)) as url, chromium_page() as page:
+        page.goto(url)
+        wait_js(page, "window.ohloraPage && window.ohloraPage.avatar.lastFrame > 0")
+        # idle: the base state is the idle scores; the shown state sways a little around it
+        shown = []
+        for _ in range(12):
+            s = page.evaluate(probe)
+            assert s["phase"] == "idle" and s["cur"] == idle
+            shown.append(s["shown"])
+            page.wait_for_timeout(80)
+        for k in idle:
+            assert all(abs(x[k] - idle[k]) <= 0.08 for x in shown), k
+        assert len({x["pose"] for x in shown}) > 1  # it moves
+        # periodic blinks
+        wait_js(page, f"{AVATAR}.dataset.blink === '1'", timeout=15)
+
+        target = {"eyes": 1.15, "mouth": 1.5, "pose": 1.6}
+        page.evaluate(f"window.ohloraPage.avatar.express({target})")
+        samples = []
+        while True:
+            s = page.evaluate(probe)
+            if s["phase"] != "react":
+                break
+            samples.append(s)
+            page.wait_for_timeout(15)
+        assert samples, "no frame sampled while easing"
+        for s in samples:  # every sampled frame lies on the cosine curve from `from` to `to`
+            u = min(max((s["t"] - s["start"]) / s["dur"], 0), 1)
+            e = (1 - math.cos(math.pi * u)) / 2
+            for k in idle:
+                assert s["cur"][k] == pytest.approx(s["from"][k] + (s["to"][k] - s["from"][k]) * e, abs=1e-9)
+        assert samples[0]["from"] == pytest.approx(idle, abs=1e-9)  # it started from where she was
+        s = page.evaluate(probe)
+        assert s["phase"] == "hold" and s["cur"] == pytest.approx(target)
+
+        # a new answer mid-way starts from the current state, not from idle or the old target
+        page.evaluate("window.ohloraPage.avatar.express({eyes: -0.2, mouth: 0.4, pose: -0.6})")
+        page.wait_for_timeout(300)
+        mid = page.evaluate(probe)
+        page.evaluate("window.ohloraPage.avatar.express({eyes: 0.5, mouth: 1.2, pose: 0.9})")
+        after = page.evaluate(probe)
+        for k in idle:  # `from` of the new move is the state at the moment of the call (between mid and now)
+            lo, hi = sorted((mid["cur"][k], -0.2 if k == "eyes" else 0.4 if k == "mouth" else -0.6))
+            assert lo - 1e-9 <= after["from"][k] <= hi + 1e-9
+
+        # after holding, back to idle exactly
+        wait_js(page, "window.ohloraPage.avatar.phase === 'idle'", timeout=20)
+        assert page.evaluate(probe)["cur"] == pytest.approx(idle, abs=1e-9)

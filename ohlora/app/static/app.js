@@ -140,6 +140,7 @@ class Avatar {
   }
 
   frame(now) {
+    this.lastFrame = now;
     this.step(now);
     const m = this.idleMotion(now);
     const shown = {
