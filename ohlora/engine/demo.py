@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ohlora import config
@@ -59,11 +59,13 @@ class DemoConfig:
 
 
 # The scripted conversation: what each turn shows.
+# The prompts of facts and retrieval follow the persona and combination data the
+# stand-ins were trained on, so the small models have a fair chance to show each step.
 SCRIPT: tuple[tuple[str, str], ...] = (
     ("인사", "로라야 안녕! 나 민지야"),
-    ("사용자에 대한 사실 (기억 저장)", "나 요즘 떡볶이에 완전 빠졌어"),
-    ("이어지는 질문 (요약 사용)", "너는 뭐 좋아해?"),
-    ("저장된 기억 검색", "오늘 저녁 뭐 먹을지 추천해줘"),
+    ("사용자에 대한 사실 (기억 저장)", "오늘 친구랑 카페 가기로 했어"),
+    ("이어지는 질문 (지난 턴 요약 사용)", "뭐 입고 가면 좋을까?"),
+    ("저장된 기억 검색", "카페 가면 뭐 마실까?"),
     ("48토큰 넘는 입력 (거절)", "로라야 " + "내가 오늘 있었던 일을 처음부터 끝까지 아주 자세하게 말해줄게 " * 4),
     ("이모지", "오늘 기분 최고야 😆🎉"),
 )
@@ -240,4 +242,4 @@ def run_demo(cfg: DemoConfig) -> int:
     return 0
 
 
-__all__ = ["DemoConfig", "SCRIPT", "asdict", "build_standins", "run_conversation", "run_demo"]
+__all__ = ["DemoConfig", "SCRIPT", "build_standins", "run_conversation", "run_demo"]
