@@ -205,3 +205,16 @@ def test_avatar_eases_on_a_cosine_holds_returns_to_idle_and_blinks(fake_engine):
         # after holding, back to idle exactly
         wait_js(page, "window.ohloraPage.avatar.phase === 'idle'", timeout=20)
         assert page.evaluate(probe)["cur"] == pytest.approx(idle, abs=1e-9)
+
+
+def test_phone_width_layout_stacks_without_overlap(fake_engine):
+    """At 420 px the cards stack: nothing overflows sideways, nothing covers the send button."""
+    require_chromium()
+    with serve_in_background(create_app(fake_engine)) as url, chromium_page(420, 900) as page:
+        page.goto(url)
+        send(page, "기억해 좋아하는 음식=떡볶이", 0)  # a click that another card covering the button would steal
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        boxes = [page.locator(sel).bounding_box() for sel in (".avatar-card", ".chat-card", ".memory-card")]
+        for upper, lower in zip(boxes, boxes[1:]):
+            assert upper["y"] + upper["height"] <= lower["y"] + 0.5  # stacked, not overlapping
+        assert page.locator("#memory-list li").count() == 1
