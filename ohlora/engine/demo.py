@@ -90,6 +90,8 @@ def _fresh(folder: Path, digest: str) -> bool:
 def _build_part(folder: Path, digest: str, build, say) -> None:
     """Build into a temp folder beside `folder`, stamp it, then swap it into place."""
     folder.parent.mkdir(parents=True, exist_ok=True)
+    for stale in folder.parent.glob(f".{folder.name}.*"):  # left by a build that was killed
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         t = time.perf_counter()

@@ -82,6 +82,14 @@ def test_a_failed_build_leaves_no_part_and_no_temp_folder(tmp_path, data_dir, fa
     assert sorted(p.name for p in cache.iterdir()) == ["adapters", "base"]
 
 
+def test_a_temp_folder_left_by_a_killed_build_is_cleared(tmp_path, data_dir, fake_builders):
+    cache = tmp_path / "cache"
+    (cache / ".memory_encoder.abc123").mkdir(parents=True)
+    (cache / ".memory_encoder.abc123" / "half").write_text("x")
+    _build(cache, data_dir)
+    assert sorted(p.name for p in cache.iterdir()) == ["adapters", "base", "memory_encoder"]
+
+
 def test_missing_data_is_one_error_naming_the_file(tmp_path, data_dir, fake_builders):
     (data_dir / "memory" / "train_combs.txt").unlink()
     with pytest.raises(DataError, match="train_combs.txt"):
