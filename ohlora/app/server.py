@@ -10,15 +10,14 @@ fake or a tiny engine and `ohlora serve` the real one; nothing here touches a mo
 
 Concurrency: endpoints are plain `def`, so FastAPI runs each engine call in its thread
 pool and the event loop stays free. Turns, deletes and resets of one user take that
-user's lock (serialised, in arrival order as far as threads allow); different users
-never share a lock, so they run at once. The engine is asked to serialise per user
+user's lock (one at a time); different users never share a lock, so they run at
+once. A user with `max_pending_per_user` requests already waiting gets a 429. The engine is asked to serialise per user
 too (`ChatEngine` docstring); the lock here makes the API correct even if it did not.
 """
 
 from __future__ import annotations
 
 import threading
-import weakref
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -51,25 +50,54 @@ _ERRORS = {
     400: {"model": ErrorOut, "description": "the engine refused the input"},
     404: {"model": ErrorOut, "description": "nothing to delete"},
     413: {"model": ErrorOut, "description": "request body too large"},
+    429: {"model": ErrorOut, "description": "too many requests of this user waiting"},
     422: {"model": ErrorOut, "description": "invalid user id, message or key"},
 }
 
 
-class UserLocks:
-    """One lock per user id, dropped once no request holds it (no growth with users)."""
+class UserBusy(Exception):
+    pass
 
-    def __init__(self):
+
+class UserLocks:
+    """One lock per user id, with a cap on how many requests of one user may wait.
+
+    The cap keeps one client from parking every worker thread on its own lock (the
+    thread pool is shared by all users). Entries go away when nobody holds or waits.
+
+        >>> locks = UserLocks(max_pending=2)
+        >>> with locks.hold("민수"):
+        ...     locks.pending("민수")
+        1
+        >>> locks.pending("민수")
+        0
+    """
+
+    def __init__(self, max_pending: int = 8):
+        self.max_pending = max_pending
         self._guard = threading.Lock()
-        self._locks: weakref.WeakValueDictionary[str, threading.Lock] = weakref.WeakValueDictionary()
+        self._entries: dict[str, list] = {}  # user -> [lock, holders + waiters]
+
+    def pending(self, user: str) -> int:
+        with self._guard:
+            entry = self._entries.get(user)
+            return entry[1] if entry else 0
 
     @contextmanager
     def hold(self, user: str):
         with self._guard:
-            lock = self._locks.get(user)
-            if lock is None:
-                lock = self._locks[user] = threading.Lock()
-        with lock:  # our local `lock` keeps it alive while held or waited on
-            yield
+            entry = self._entries.setdefault(user, [threading.Lock(), 0])
+            if entry[1] >= self.max_pending:
+                raise UserBusy(user)
+            entry[1] += 1
+        try:
+            with entry[0]:
+                yield
+        finally:
+            with self._guard:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del self._entries[user]
 
 
 class BodyLimit:
@@ -129,7 +157,10 @@ def _error_line(exc: RequestValidationError) -> tuple[str, list[dict]]:
     return "; ".join(f"{e['loc']}: {e['msg']}" for e in errors) or "invalid request", errors
 
 
-def create_app(engine: ChatEngine, *, title: str = "Oh-LoRA (오로라)") -> FastAPI:
+MAX_PENDING_PER_USER = 8  # the page sends one turn at a time; 8 leaves room for API clients
+
+
+def create_app(engine: ChatEngine, *, max_pending_per_user: int = MAX_PENDING_PER_USER, title: str = "Oh-LoRA (오로라)") -> FastAPI:
     """The FastAPI app serving `engine`: the page at `/`, the API under `/api`."""
     app = FastAPI(
         title=title,
@@ -137,9 +168,14 @@ def create_app(engine: ChatEngine, *, title: str = "Oh-LoRA (오로라)") -> Fas
         description="Chat with 오로라, see and correct what she remembers. One user id per browser session.",
     )
     app.state.engine = engine
-    locks = UserLocks()
+    locks = UserLocks(max_pending_per_user)
     app.state.user_locks = locks
     app.add_middleware(BodyLimit)
+
+    @app.exception_handler(UserBusy)
+    async def _busy(request: Request, exc: UserBusy):
+        detail = f"user {exc.args[0]!r} already has {locks.max_pending} requests waiting; wait for the answers"
+        return JSONResponse({"detail": detail, "errors": []}, status_code=429, headers={"Retry-After": "1"})
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):

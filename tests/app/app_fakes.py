@@ -40,6 +40,8 @@ class FakeEngine:
         self.max_total = 0
         self.turns = 0
         self.rendezvous: threading.Barrier | None = None  # set by a test: turns wait for each other
+        self.gated: set[str] = set()  # users whose turns wait for `gate` (set by a test)
+        self.gate = threading.Event()
 
     def _enter(self, user: str) -> None:
         with self._count_lock:
@@ -57,6 +59,8 @@ class FakeEngine:
         try:
             if self.rendezvous is not None:
                 self.rendezvous.wait(timeout=10)  # BrokenBarrierError if users were serialised
+            if user in self.gated:
+                self.gate.wait(timeout=30)
             return self._turn(user, prompt)
         finally:
             self._leave(user)

@@ -4,6 +4,7 @@ serialised, different users' turns overlap, and no memory is lost or mixed."""
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -65,3 +66,23 @@ def test_many_users_many_turns_no_loss_no_mixing(racy):
     for u in users:
         items = httpx.get(f"{url}/api/memory/{u}").json()["items"]
         assert sorted(i["value"] for i in items) == sorted(f"{u}-{t}" for t in range(5)), u
+
+
+def test_a_user_flooding_gets_429_and_others_are_still_served():
+    engine = FakeEngine()
+    engine.gated.add("flood")  # flood's turns park in the engine until the gate opens
+    app = create_app(engine, max_pending_per_user=3)
+    with serve_in_background(app) as url, ThreadPoolExecutor(3) as pool:
+        parked = [pool.submit(_post, url, "flood", f"안녕 {i}") for i in range(3)]
+        deadline = time.monotonic() + 20
+        while app.state.user_locks.pending("flood") < 3:  # one in the engine, two waiting
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        r = httpx.post(f"{url}/api/chat", json={"user": "flood", "message": "하나 더"}, timeout=10)
+        assert r.status_code == 429 and "flood" in r.json()["detail"] and r.headers["retry-after"] == "1"
+        # another user is served meanwhile
+        assert _post(url, "calm", "안녕")["user"] == "calm"
+        engine.gate.set()
+        assert [f.result()["user"] for f in parked] == ["flood"] * 3
+        assert app.state.user_locks.pending("flood") == 0
+    assert engine.max_per_user == 1
