@@ -72,7 +72,11 @@ def timed(fn):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="10,100,1000,2000,10000")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1: on a shared, oversubscribed CPU, 2 threads spin-waiting on each other ran 4x slower for training and 30x slower for one prompt)")
     a = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(a.threads)
     import numpy as np
     import torch
 

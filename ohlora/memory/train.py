@@ -393,7 +393,7 @@ def _train_reference(model, train_rows, valid_rows, args: TrainArgs, on_epoch, p
             save_strategy="no",
             eval_strategy="no",
             logging_strategy="steps",
-            logging_steps=max(1, steps_per_epoch // 10),
+            logging_steps=max(1, min(steps_per_epoch // 10, 10)),
             report_to="none",
             disable_tqdm=True,
             use_cpu=str(model.device) == "cpu",

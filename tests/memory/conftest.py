@@ -31,3 +31,15 @@ class FakeEncoder:
 @pytest.fixture
 def fake_encoder():
     return FakeEncoder
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """On a shared CPU, two intra-op threads spin-waiting on each other made these
+    tiny models several times slower; one thread for the memory tests, restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

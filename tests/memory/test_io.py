@@ -34,8 +34,6 @@ def test_atomic_dir_failure_keeps_old_folder(tmp_path):
 def test_atomic_write_text_failure_keeps_old_file(tmp_path):
     f = tmp_path / "a.txt"
     f.write_text("old", encoding="utf-8")
-
-
     with pytest.raises(TypeError):
         atomic_write_text(f, 123)  # not text: fails while writing
     assert f.read_text(encoding="utf-8") == "old"
