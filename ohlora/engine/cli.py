@@ -65,8 +65,19 @@ def _login_name() -> str:
         return "user"
 
 
+def _quiet() -> None:
+    """Library deprecation warnings would break the chat's one-line-per-answer output."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+
+
 def _chat(args) -> int:
     from ohlora.engine.chat import run_piped, run_terminal
+
+    _quiet()
     from ohlora.engine.engine import Engine
 
     cfg = EngineConfig(retrieval_threshold=args.threshold, seed=args.seed, pipeline=args.pipeline)
@@ -83,6 +94,7 @@ def _chat(args) -> int:
 def _demo(args) -> int:
     from ohlora.engine.demo import DemoConfig, run_demo
 
+    _quiet()
     cfg = DemoConfig(rebuild=args.rebuild, seed=args.seed)
     if args.cache:
         cfg.cache = args.cache

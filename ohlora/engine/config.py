@@ -128,6 +128,13 @@ class EngineConfig:
             "(SPEC §2), which leaves nothing when a memory/summary makes the input long"
         },
     )
+    strict_reply: bool = field(
+        default=True,
+        metadata={
+            "help": "beyond the reference checks, reject a reply that is only another head's format "
+            "(an expression label or a `[key: value]` item) and retry it"
+        },
+    )
     top_k: int = field(default=50, metadata={"help": "top-k at sampling (transformers' default, which the reference used)"})
     device: str | None = field(default=None, metadata={"help": "cpu / cuda (None: cuda if available)"})
 

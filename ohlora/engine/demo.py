@@ -228,7 +228,14 @@ def run_conversation(models_dir: Path, cfg: DemoConfig, console=None) -> list:
 def run_demo(cfg: DemoConfig) -> int:
     from rich.console import Console
 
+    import torch
+
     console = Console()
+    if not torch.cuda.is_available():
+        # The stand-ins are small: one intra-op thread is the fastest on a shared CPU
+        # (a second one spins, 1.7-3.4x slower a step; benchmarks/results/finetune_*)
+        # and close to two on an idle one.
+        torch.set_num_threads(1)
     t = time.perf_counter()
     try:
         models = build_standins(cfg, say=lambda s: console.print(s, highlight=False))

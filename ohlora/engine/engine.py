@@ -178,12 +178,12 @@ class Engine:
         rows = [HeadRequest("output_message", final, max_new_tokens=reply_cap) for _ in range(n)]
         rows.append(HeadRequest("memory", final, constrained=cfg.constrained))
         out = self._generate(rows, seed)
-        answer, tries = self._first_passing(out[:n], formats.reply_problem), n
+        answer, tries = self._first_passing(out[:n], self._reply_problem), n
         memory_out = out[n]
         retries = config.GENERATION["output_message"].retries
         while answer is None and tries < retries:  # SPEC §2: up to 15 tries, then (읽씹)
             k = min(n, retries - tries)
-            answer = self._first_passing(self._generate([rows[0]] * k, seed), formats.reply_problem)
+            answer = self._first_passing(self._generate([rows[0]] * k, seed), self._reply_problem)
             tries += k
         answer = answer if answer is not None else config.REPLY_FALLBACK
         timings["reply_memory"] = time.perf_counter() - t
@@ -221,7 +221,7 @@ class Engine:
                     return text
             return None
 
-        answer = retry("output_message", final, lambda s: formats.reply_problem(s) is None, self._reply_cap(final))
+        answer = retry("output_message", final, lambda s: self._reply_problem(s) is None, self._reply_cap(final))
         answer = answer if answer is not None else config.REPLY_FALLBACK
         timings["reply"] = time.perf_counter() - t
         t = time.perf_counter()
@@ -252,6 +252,16 @@ class Engine:
             result.memory_saved = added.saved.text
             if added.replaced:
                 result.memory_replaced = added.replaced[-1].text
+
+    def _reply_problem(self, text: str) -> str | None:
+        """SPEC §2's reply checks; with `strict_reply`, also no bare structured answer
+        (a reply head that writes an expression label or a memory item has failed)."""
+        problem = formats.reply_problem(text)
+        if problem or not self.config.strict_reply:
+            return problem
+        if formats.parse_expression(text) is not None or formats.parse_memory(text) is not None:
+            return "another head's format"
+        return None
 
     def _reply_cap(self, final: str) -> int:
         """SPEC §2: the reply is capped at 96 tokens in all (prompt included), floored."""

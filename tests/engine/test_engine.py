@@ -207,3 +207,12 @@ def test_the_engine_satisfies_the_front_end_protocol(make_engine):
     for name in ("turn", "memories", "forget", "summary", "reset"):
         assert callable(getattr(engine, name))
     assert engine.turn("u", "로라야 안녕").to_dict()["user"] == "u"
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_strict_reply_rejects_another_heads_format(make_engine, strict):
+    engine = make_engine(strict_reply=strict)
+    for text in ("(눈 크게, 입 보통, 고개 돌림 없음)", "[좋아하는 음식: 떡볶이]"):
+        assert (engine._reply_problem(text) is not None) == strict
+    assert engine._reply_problem(REPLY) is None
+    assert engine._reply_problem("\"따옴표\"") == "quote character"  # the reference checks stay
