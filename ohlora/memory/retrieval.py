@@ -77,6 +77,7 @@ class Retriever:
         self.batch_size = batch_size
         self.encode_calls = 0
         self._cache: dict[str, np.ndarray] = {}
+        self._last: tuple[tuple[str, ...], np.ndarray] | None = None  # the last item list and its matrix
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         self.encode_calls += 1
@@ -86,13 +87,22 @@ class Retriever:
         return np.asarray(vecs, dtype=np.float32)
 
     def embed_items(self, items: list[str]) -> np.ndarray:
-        """Unit vectors of `items` (normalized text), encoding only those not cached."""
+        """Unit vectors of `items` (normalized text), encoding only those not cached.
+
+        The chat scores the same item list turn after turn: that list's matrix is kept,
+        so a repeated call is one tuple comparison."""
+        signature = tuple(items)
+        if self._last is not None and self._last[0] == signature:
+            return self._last[1]
         keys = [normalize(t) for t in items]
         missing = [k for k in dict.fromkeys(keys) if k not in self._cache]
         if missing and self.store is not None:
             found = self.store.get_embeddings(self.model_id, missing)
-            for k, v in found.items():
-                self._cache[k] = _unit(v)
+            if found:
+                names = list(found)
+                mat = np.stack([found[k] for k in names]).astype(np.float32)
+                mat /= np.maximum(np.linalg.norm(mat, axis=1, keepdims=True), 1e-12)
+                self._cache.update(zip(names, mat))
             missing = [k for k in missing if k not in found]
         if missing:
             vecs = self._encode(missing)
@@ -102,7 +112,9 @@ class Retriever:
                 self.store.put_embeddings(self.model_id, new)
         if not keys:
             return np.zeros((0, 0), dtype=np.float32)
-        return np.stack([self._cache[k] for k in keys])
+        mat = np.stack([self._cache[k] for k in keys])
+        self._last = (signature, mat)
+        return mat
 
     def score(self, items: list[str], prompt: str) -> list[float]:
         """Cosine similarity of each item with the prompt (one pass for the prompt)."""
@@ -131,12 +143,6 @@ class Retriever:
         if self.store is None:
             raise ValueError("best_for_user needs a Retriever built with a MemoryStore")
         return self.best([r.text for r in self.store.items(user)], prompt, threshold, min_chars)
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    v = np.asarray(v, dtype=np.float32)
-    n = float(np.linalg.norm(v))
-    return v / n if n > 0 else v
 
 
 def default_cache_path() -> Path:

@@ -247,22 +247,30 @@ class MemoryStore:
     # --- embedding cache ---------------------------------------------------------------------
     def get_embeddings(self, model_id: str, texts: Iterable[str]) -> dict[str, np.ndarray]:
         """Cached vectors of `texts` under `model_id`; texts not cached are absent."""
-        wanted = {}
+        wanted: dict[str, list[str]] = {}
         for t in texts:
             wanted.setdefault(_embedding_key(t), []).append(t)
         found: dict[str, np.ndarray] = {}
+
+        def take(rows):
+            for text, dim, blob in rows:
+                originals = wanted.get(text)
+                if originals:
+                    vec = np.frombuffer(blob, dtype="<f4", count=dim)
+                    for original in originals:
+                        found[original] = vec
+
         keys = list(wanted)
         with self._lock:
-            for i in range(0, len(keys), 500):  # stay under SQLite's variable limit
-                chunk = keys[i : i + 500]
-                marks = ",".join("?" * len(chunk))
-                rows = self._db.execute(
-                    f"SELECT text, dim, vec FROM embedding WHERE model_id = ? AND text IN ({marks})", (model_id, *chunk)
-                ).fetchall()
-                for text, dim, blob in rows:
-                    vec = np.frombuffer(blob, dtype="<f4", count=dim)
-                    for original in wanted[text]:
-                        found[original] = vec
+            if len(keys) > 2000:  # one scan of this model's rows beats many IN (...) look-ups
+                take(self._db.execute("SELECT text, dim, vec FROM embedding WHERE model_id = ?", (model_id,)))
+            else:
+                for i in range(0, len(keys), 500):  # stay under SQLite's variable limit
+                    chunk = keys[i : i + 500]
+                    marks = ",".join("?" * len(chunk))
+                    take(self._db.execute(
+                        f"SELECT text, dim, vec FROM embedding WHERE model_id = ? AND text IN ({marks})", (model_id, *chunk)
+                    ))
         return found
 
     def put_embeddings(self, model_id: str, vectors: Mapping[str, np.ndarray]) -> None:
