@@ -121,6 +121,10 @@ class EngineConfig:
             "(1 = the reference's one-at-a-time retries, fewer calls with more)"
         },
     )
+    summary_candidates: int = field(
+        default=1,
+        metadata={"help": "summary samples drawn per generate call; the first that passes its checks wins"},
+    )
     min_reply_tokens: int = field(
         default=16,
         metadata={

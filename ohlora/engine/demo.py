@@ -48,9 +48,10 @@ class DemoConfig:
     rebuild: bool = field(default=False, metadata={"help": "rebuild every part"})
     seed: int = field(default=0, metadata={"help": "build and conversation seed"})
     # SPEC §1.2 gives 0.95 for chat and 0.6 for the stand-alone retrieval tool. The demo's
-    # encoder is MiniLM tuned for a minute, whose cosines for a matching prompt sit well
-    # below 0.95, so the demo chats at the tool's 0.6 to show a retrieval happen.
-    threshold: float = field(default=config.PICK_THRESHOLD, metadata={"help": "chat retrieval threshold in the demo"})
+    # encoder is MiniLM tuned for ~2 minutes on 126 combination lines: it ranks the
+    # matching item first but with a cosine near 0.4 (its valid correlation is ~0.37),
+    # so the demo chats at 0.35 to show a retrieval happen, and says so.
+    threshold: float = field(default=0.35, metadata={"help": "chat retrieval threshold in the demo"})
     base_size: str = field(default="small", metadata={"help": "tiny-base size (ohlora.heads.tinybase.SIZES)"})
     encoder_epochs: int = field(default=3, metadata={"help": "memory-encoder epochs (block mode)"})
 
@@ -59,13 +60,15 @@ class DemoConfig:
 
 
 # The scripted conversation: what each turn shows.
-# The prompts of facts and retrieval follow the persona and combination data the
-# stand-ins were trained on, so the small models have a fair chance to show each step.
+# What 민지 told 오로라 in an earlier session (loaded into the demo's fresh store), and
+# the scripted turns. The prompts follow the persona and combination data the stand-ins
+# were trained on, so the small models have a fair chance to show each step.
+EARLIER: tuple[str, ...] = ("[좋아하는 음식: 치킨]", "[오늘 일정: 친구랑 카페]")
 SCRIPT: tuple[tuple[str, str], ...] = (
     ("인사", "로라야 안녕! 나 민지야"),
-    ("사용자에 대한 사실 (기억 저장)", "오늘 친구랑 카페 가기로 했어"),
-    ("이어지는 질문 (지난 턴 요약 사용)", "뭐 입고 가면 좋을까?"),
-    ("저장된 기억 검색", "카페 가면 뭐 마실까?"),
+    ("사용자에 대한 사실 (기억 저장)", "오늘 너무 피곤하다"),
+    ("이어지는 질문 (지난 턴 요약 사용)", "너는 뭐 좋아해?"),
+    ("예전에 저장된 기억 검색", "오늘 치킨 시켜 먹을까?"),
     ("48토큰 넘는 입력 (거절)", "로라야 " + "내가 오늘 있었던 일을 처음부터 끝까지 아주 자세하게 말해줄게 " * 4),
     ("이모지", "오늘 기분 최고야 😆🎉"),
 )
@@ -182,11 +185,14 @@ def run_conversation(models_dir: Path, cfg: DemoConfig, console=None) -> list:
     store = Path(tempfile.mkdtemp(prefix="ohlora-demo-")) / "memory.sqlite"
     engine = Engine(models_dir, EngineConfig(seed=cfg.seed, retrieval_threshold=cfg.threshold), store=str(store))
     console.print(
-        f"\n[bold]대화 데모[/] (user {DEMO_USER}; retrieval threshold {cfg.threshold} — SPEC §1.2's chat value is "
-        f"{config.ChatConfig.retrieval_threshold}; the demo uses the retrieval tool's {config.PICK_THRESHOLD} so the "
-        "quickly trained stand-in encoder's retrieval shows)\n",
+        f"\n[bold]대화 데모[/] (user {DEMO_USER}; retrieval threshold {cfg.threshold} instead of SPEC §1.2's "
+        f"{config.ChatConfig.retrieval_threshold}: the briefly trained stand-in encoder gives a matching memory a "
+        "cosine near 0.4, so the demo lowers the bar to show a retrieval; --threshold changes it)",
         highlight=False,
     )
+    for item in EARLIER:
+        engine.store.add(DEMO_USER, item)
+    console.print(f"{DEMO_USER}'s memory from an earlier session: {', '.join(EARLIER)}\n", highlight=False)
     results = []
     try:
         for i, (what, prompt) in enumerate(SCRIPT, start=1):
@@ -251,4 +257,4 @@ def run_demo(cfg: DemoConfig) -> int:
     return 0
 
 
-__all__ = ["DemoConfig", "SCRIPT", "build_standins", "run_conversation", "run_demo"]
+__all__ = ["EARLIER", "DemoConfig", "SCRIPT", "build_standins", "run_conversation", "run_demo"]

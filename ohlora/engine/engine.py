@@ -84,6 +84,7 @@ class Engine:
         self._retrieval_lock = threading.Lock()
         self.generate_calls = 0  # over the engine's life
         self._calls: dict[int, int] = defaultdict(int)  # per thread, for TurnResult.generate_calls
+        self._steps: dict[int, int] = defaultdict(int)  # per thread, for TurnResult.decode_steps
 
     # --- ChatEngine ---------------------------------------------------------------------
     def turn(self, user: str, prompt: str) -> TurnResult:
@@ -120,7 +121,7 @@ class Engine:
         t0 = time.perf_counter()
         self._turns[user] += 1
         turn_no = self._turns[user]
-        calls_before = self._calls_counter()
+        calls_before, steps_before = self._calls_counter(), self._steps[threading.get_ident()]
 
         # 1. guard (SPEC §1.1): markers cannot be impersonated, blank and long prompts refused.
         text = formats.strip_markers(str(prompt or ""))
@@ -166,6 +167,7 @@ class Engine:
         rng = random.Random(f"{cfg.seed}:{user}:{turn_no}") if cfg.seed is not None else None
         result.scores = expression.scores(rng)
         result.generate_calls = self._calls_counter() - calls_before
+        result.decode_steps = self._steps[threading.get_ident()] - steps_before
         timings["total"] = time.perf_counter() - t0
         result.timings = timings
         return result
@@ -194,17 +196,19 @@ class Engine:
         timings["save"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        rows = [
-            HeadRequest("summary", formats.head_input("summary", final, answer)),
-            HeadRequest("eyes_mouth_pose", formats.head_input("eyes_mouth_pose", final, answer), constrained=cfg.constrained),
-        ]
-        summary_out, expression_out = self._generate(rows, seed)
-        summary = summary_out.text if formats.summary_problem(summary_out.text) is None else None
-        tries = 1
-        while summary is None and tries < config.GENERATION["summary"].retries:
-            again = self._generate(rows[:1], seed)[0].text
-            summary = again if formats.summary_problem(again) is None else None
-            tries += 1
+        m = max(1, cfg.summary_candidates)
+        rows = [HeadRequest("summary", formats.head_input("summary", final, answer)) for _ in range(m)]
+        rows.append(
+            HeadRequest("eyes_mouth_pose", formats.head_input("eyes_mouth_pose", final, answer), constrained=cfg.constrained)
+        )
+        out = self._generate(rows, seed)
+        expression_out = out[m]
+        summary, tries = self._first_passing(out[:m], formats.summary_problem), m
+        retries = config.GENERATION["summary"].retries
+        while summary is None and tries < retries:  # SPEC §2: 3 tries, then empty
+            k = min(m, retries - tries)
+            summary = self._first_passing(self._generate([rows[0]] * k, seed), formats.summary_problem)
+            tries += k
         expression = formats.parse_expression(expression_out.text) or formats.DEFAULT_EXPRESSION
         timings["summary_expression"] = time.perf_counter() - t
         return answer, item, summary or "", expression
@@ -293,4 +297,5 @@ class Engine:
             out = generate_heads(self.model, self.tokenizer, rows, top_k=self.config.top_k)
             self.generate_calls += 1
             self._calls[threading.get_ident()] += 1
+            self._steps[threading.get_ident()] += max(g.tokens for g in out)
         return out

@@ -33,6 +33,7 @@ class TurnResult:
     scores: dict[str, float] = field(default_factory=dict)  # {"eyes","mouth","pose"} (SPEC §1.7)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, and "total"
     generate_calls: int = 0  # batched `generate` calls this turn
+    decode_steps: int = 0  # forward passes of those calls (the longest row of each): latency on a GPU tracks it
 
     def to_dict(self) -> dict:
         return asdict(self)
