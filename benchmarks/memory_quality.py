@@ -68,7 +68,7 @@ def steps_per_epoch(mode: str, train_pairs, args) -> int:
     return len(_blocks(len(mems), len(prompts), args.batch_size, random.Random(0)))
 
 
-def run_mode(mode: str, epochs: int, lr: float | None, train_pairs, test_pairs, base: str, max_steps: int | None = None, fill_jamo: bool = True) -> dict:
+def run_mode(mode: str, epochs: int, lr: float | None, train_pairs, test_pairs, base: str, max_steps: int | None = None, fill_jamo: bool = False) -> dict:
     from ohlora.memory.evaluate import evaluate_pairs
     from ohlora.memory.train import TrainArgs, train
 
@@ -101,6 +101,7 @@ def run_mode(mode: str, epochs: int, lr: float | None, train_pairs, test_pairs, 
         "seconds_per_epoch_extrapolated": partial,
         "seconds_per_step": round(s_step, 3),
         "seconds_for_all_epochs": round(s_step * spe * args.epochs, 1),
+        "fill_jamo": fill_jamo,
         "jamo_rules": result.jamo_rules,
         "final_test": per_epoch[-1]["test"],
         "per_epoch": per_epoch,
@@ -131,10 +132,7 @@ def markdown(res: dict) -> str:
         "|---|---|---|---|---|---|---|",
         f"| published reference (klue/roberta-base, 10 epochs) | 10 | – | – | {PUBLISHED['mse']:.4f} | {PUBLISHED['mae']:.4f} | {PUBLISHED['corr']:.4f} |",
     ]
-    for mode in ("reference", "block", "block-nojamo", "reference-nojamo"):
-        r = res["runs"].get(mode)
-        if not r:
-            continue
+    for mode, r in res["runs"].items():
         t = r["final_test"]
         lines.append(
             f"| {mode} mode (lr {r['lr']:g}){' — partial, see below' if r['partial_run'] else ''} | {r['epochs'] if not r['partial_run'] else str(r['steps']) + ' steps'} | "
@@ -143,10 +141,7 @@ def markdown(res: dict) -> str:
         )
     s = res.get("summary", {})
     lines += ["", *[f"- {k}: {v}" for k, v in s.items()], ""]
-    for mode in ("block", "block-nojamo", "reference", "reference-nojamo"):
-        r = res["runs"].get(mode)
-        if not r:
-            continue
+    for mode, r in res["runs"].items():
         lines += [f"Per epoch, {mode} mode (train seconds cumulative, test corr): "
                   + ", ".join(f"{e['epoch']}: {e['seconds']:.0f} s / {e['test']['corr']:.3f}" for e in r["per_epoch"]), ""]
     return "\n".join(lines)
@@ -160,7 +155,8 @@ def main() -> int:
     ap.add_argument("--ref-epochs", type=int, default=10, help="SPEC §4: 10; fewer on a slow CPU (labelled in the results)")
     ap.add_argument("--ref-max-steps", type=int, default=None, help="stop reference mode after N steps and extrapolate its time (labelled)")
     ap.add_argument("--base", default="bundled")
-    ap.add_argument("--no-jamo", action="store_true", help="ablation: train without filling missing jamo; stored as '<mode>-nojamo'")
+    ap.add_argument("--fill-jamo", action="store_true", help="ablation: fill the jamo MiniLM lacks (ohlora/memory/jamo.py); stored as '<mode>-jamo'")
+    ap.add_argument("--tag", default=None, help="store this run under '<mode>-<tag>' (ablations)")
     ap.add_argument("--report-only", action="store_true", help="rebuild the summary and markdown from the saved JSON")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1: on a shared, oversubscribed CPU, 2 threads spin-waiting on each other ran 4x slower for training and 30x slower for one prompt)")
     a = ap.parse_args()
@@ -173,7 +169,7 @@ def main() -> int:
     train_pairs = read_pairs(REF_DIR / "train_dataset.csv")
     test_pairs = read_pairs(REF_DIR / "test_dataset.csv")
     out_json = RESULTS / "memory_quality.json"
-    keep = (a.only or a.no_jamo or a.report_only) and out_json.exists()  # add to earlier runs
+    keep = (a.only or a.fill_jamo or a.tag or a.report_only) and out_json.exists()  # add to earlier runs
     res = json.loads(out_json.read_text()) if keep else {"runs": {}}
     if not a.report_only:
         res["machine"] = machine()
@@ -183,8 +179,8 @@ def main() -> int:
     for mode in modes:
         epochs = a.block_epochs if mode == "block" else a.ref_epochs
         lr = a.block_lr if mode == "block" else None
-        key = f"{mode}-nojamo" if a.no_jamo else mode
-        res["runs"][key] = run_mode(mode, epochs, lr, train_pairs, test_pairs, a.base, a.ref_max_steps if mode == "reference" else None, not a.no_jamo)
+        key = mode + ("-jamo" if a.fill_jamo else "") + (f"-{a.tag}" if a.tag else "")
+        res["runs"][key] = run_mode(mode, epochs, lr, train_pairs, test_pairs, a.base, a.ref_max_steps if mode == "reference" else None, a.fill_jamo)
         res["runs"][key]["load_avg_after"] = os.getloadavg()
         RESULTS.mkdir(parents=True, exist_ok=True)
         out_json.write_text(json.dumps(res, indent=1))

@@ -58,7 +58,9 @@ class TrainArgs:
     max_seq_length: int = field(default=_SPEC.max_seq_length, metadata={"help": "encoder max tokens (SPEC §4: 64)"})
     seed: int = field(default=_SPEC.seed, metadata={"help": "seed of the split, shuffling and init"})
     max_steps: int | None = field(default=None, metadata={"help": "stop after this many optimizer steps (benchmarks timing a slow mode; the schedule still spans all epochs)"})
-    fill_jamo: bool = field(default=True, metadata={"help": "spell Hangul jamo missing from a decomposing vocabulary (ohlora/memory/jamo.py; a no-op for klue/roberta-base)"})
+    # Off by default: it removes the bundled MiniLM's [UNK]s, yet on the reference test
+    # pairs held-out corr fell 0.48 -> 0.41 with it (benchmarks/results/memory_quality.md).
+    fill_jamo: bool = field(default=False, metadata={"help": "spell Hangul jamo missing from a decomposing vocabulary (ohlora/memory/jamo.py; a no-op for klue/roberta-base)"})
 
     # Block-mode defaults, chosen on the reference pairs with the bundled MiniLM
     # (benchmarks/results/memory_quality.md): held-out test corr peaks after a few
