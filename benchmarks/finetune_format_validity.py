@@ -103,6 +103,9 @@ def main() -> None:
             "exact_match": round(sum(eq for _, eq in judged) / max(1, len(judged)), 4),
             "generate_s": round(seconds, 1),
         }
+        if head in ("output_message", "summary"):  # another head's format where prose belongs
+            other = [formats.parse_expression(a) is not None or formats.parse_memory(a) is not None for a in answers]
+            results[head]["other_heads_format"] = round(sum(other) / max(1, len(other)), 4)
         if head == "memory":
             empty = [not formats.normalize(a) for a in answers]
             results[head]["empty_answers"] = round(sum(empty) / max(1, len(empty)), 4)
@@ -133,9 +136,13 @@ def main() -> None:
         "",
         "First sample, unconstrained (SPEC §2 temperatures: 0.6, expression 1.5), valid rows:",
         "",
-        "| head | valid rows | parses | equals target |",
-        "|---|---|---|---|",
-        *(f"| {h} | {r['valid_rows']} | {r['parse_rate']:.1%} | {r['exact_match']:.1%} |" for h, r in results.items()),
+        "| head | valid rows | parses (reply/summary: passes the SPEC checks) | equals target | prose head wrote a label/memory |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {h} | {r['valid_rows']} | {r['parse_rate']:.1%} | {r['exact_match']:.1%} | "
+            f"{format(r['other_heads_format'], '.1%') if 'other_heads_format' in r else '-'} |"
+            for h, r in results.items()
+        ),
         "",
     ]
     (RESULTS / f"{args.name}.md").write_text("\n".join(lines), encoding="utf-8")

@@ -114,6 +114,19 @@ def main() -> None:
                 f"  ratio {r['speedup_length_vs_none']:.2f}  peak {r['length']['peak_mem_mb']:.0f}/{r['none']['peak_mem_mb']:.0f} MB"
             )
 
+        # CPU threads: the same epoch (output_message, length-grouped) at 1 and 2 torch threads.
+        threads = {}
+        if not cuda:
+            for n in (2, 1):
+                cfg = ft.FinetuneConfig(
+                    head="output_message", data=args.data, out=f"{tmp}/t{n}", base=args.base, epochs=args.epochs,
+                    rank=args.rank, batch_size=args.batch_size, lr=1e-3, generate_valid=False, threads=n,
+                )
+                ft.finetune(cfg)
+                with open(f"{tmp}/t{n}/output_message/train_log.csv", encoding="utf-8") as f:
+                    threads[n] = sum(float(r["time"]) for r in csv.DictReader(f))
+            print(f"threads: 1 -> {threads[1]:.1f} s, 2 -> {threads[2]:.1f} s, speed-up of 1 thread {threads[2] / threads[1]:.2f}x")
+
     info_path = Path(args.base) / "ohlora_tiny_base.json"
     report = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared with other jobs), torch {torch.__version__}, "
@@ -124,6 +137,7 @@ def main() -> None:
         "settings": {"batch_size": args.batch_size, "rank": args.rank, "epochs": args.epochs},
         "peak_memory": "torch.cuda.max_memory_allocated" if cuda else "peak RSS rise during the run (sampled, 5 ms)",
         "results": results,
+        "threads_epoch_s": threads,
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "finetune_throughput.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
@@ -143,6 +157,15 @@ def main() -> None:
             for h, r in results.items()
         ),
         "",
+        *(
+            [
+                f"CPU threads (output_message, length-grouped, one epoch): 1 thread {threads[1]:.1f} s, "
+                f"2 threads {threads[2]:.1f} s: one thread is {threads[2] / threads[1]:.2f}x as fast.",
+                "",
+            ]
+            if threads
+            else []
+        ),
     ]
     (RESULTS / "finetune_throughput.md").write_text("\n".join(lines), encoding="utf-8")
 

@@ -10,9 +10,10 @@ What it does, in a few CPU minutes:
    text a user types (rare syllables, emoji, zero-width characters) encodes without an
    unknown token and decodes back unchanged;
 2. builds a small GPT-NeoX (`ohlora.tiny.build_causal_lm`, the polyglot-ko family);
-3. pre-trains it as a plain causal LM on `formats.training_text` of every head's
-   examples from the train rows, so the markers and answer shapes are already known
-   when the LoRA heads are trained;
+3. pre-trains it as a plain causal LM on `formats.training_text` of the train rows'
+   examples of the reply, summary and expression heads (`PRETRAIN_HEADS`; why not the
+   memory head: see there), so the markers and answer shapes are already known when
+   the LoRA heads are trained;
 4. saves an ordinary Hugging Face folder that `--base` accepts.
 
     >>> from ohlora.heads.tinybase import build_tiny_base
@@ -50,7 +51,7 @@ class TinyBaseSize:
 
 
 SIZES: dict[str, TinyBaseSize] = {
-    # The demo's base: measured on 2 shared CPU cores (benchmarks/results/finetune_demo_preset.md).
+    # The demo's base: measured on 2 shared CPU cores (benchmarks/results/finetune_format_validity.md).
     "small": TinyBaseSize(hidden_size=128, num_layers=4, num_heads=4, vocab_size=3000, steps=600, batch_size=16, lr=3e-3),
     # For tests: seconds, and enough to see the formats start to form.
     "test": TinyBaseSize(hidden_size=32, num_layers=2, num_heads=2, vocab_size=800, steps=30, batch_size=16, lr=3e-3),
@@ -68,6 +69,13 @@ FORMAT_TEXTS: tuple[str, ...] = (
         for p in formats.POSE_LABELS
     ),
 )
+
+# Heads whose training texts the base is pre-trained on. Not `memory`: it reads the same
+# input as the reply head, so a base trained on both learns a 50/50 mixture after
+# `### 답변:` that the reply adapter must undo. Without it (`[key: value]` is still seen in
+# memory-prefixed inputs) replies wrote a memory/label 6% instead of 15% of the time, and memory
+# answers equalled the target 58% instead of 38% (benchmarks/results/finetune_preset_sweep.md).
+PRETRAIN_HEADS: tuple[str, ...] = ("output_message", "summary", "eyes_mouth_pose")
 
 MAX_LENGTH = 256  # pre-training texts are cut here (the same cap as fine-tuning's default)
 
@@ -93,21 +101,22 @@ def build_tiny_base(
     size: str = "small",
     progress: bool = True,
     threads: int | None = 1,
+    pretrain_heads: Iterable[str] = PRETRAIN_HEADS,
 ) -> Path:
     """Train the tokenizer, build and pre-train the tiny GPT-NeoX, save it to `out_dir`.
 
     `threads`: torch's intra-op threads while pre-training (None: torch's default). One
     thread is the fastest for a model this small on a shared 2-core machine: a second
     thread barely helps the tiny matrix products and, with other jobs running, spins
-    (measured 1.7x-3.4x slower per step, benchmarks/results/finetune_demo_preset.md).
+    (measured: benchmarks/results/finetune_throughput.md).
     """
     from ohlora.heads.finetune import torch_threads
 
     with torch_threads(threads):
-        return _build(data_csv, out_dir, extra_texts, seed, steps, size, progress)
+        return _build(data_csv, out_dir, extra_texts, seed, steps, size, progress, tuple(pretrain_heads))
 
 
-def _build(data_csv, out_dir, extra_texts, seed, steps, size, progress) -> Path:
+def _build(data_csv, out_dir, extra_texts, seed, steps, size, progress, pretrain_heads) -> Path:
     import torch
 
     from ohlora.heads.finetune import batches, collate
@@ -120,7 +129,7 @@ def _build(data_csv, out_dir, extra_texts, seed, steps, size, progress) -> Path:
     steps = spec.steps if steps is None else steps
     rows = load_rows(data_csv)
     texts = [*_row_texts(rows), *extra_texts, *FORMAT_TEXTS]
-    train_texts = [e["prompt"] + e["completion"] for h in config.HEADS for e in head_examples(rows, h, "train")]
+    train_texts = [e["prompt"] + e["completion"] for h in pretrain_heads for e in head_examples(rows, h, "train")]
     if not train_texts:
         raise DataError(data_csv, None, "no train rows to pre-train the tiny base on")
 

@@ -188,3 +188,15 @@ def test_logs_keep_control_characters_of_generated_text(tmp_path):
     rows = [{"epoch": 1, "input": "로라야 안녕", "generated": "줄\r바꿈\x1c, \"따옴표\"\n끝 🫠"}]
     ft._write_csv(tmp_path / "log.csv", ft.VALID_LOG_COLUMNS, rows)
     assert _read(tmp_path / "log.csv") == [{k: str(v) for k, v in rows[0].items()}]
+
+
+def test_demo_preset_is_a_set_of_config_overrides():
+    cfg = FinetuneConfig(**ft.DEMO_PRESET)  # ohlora demo passes it exactly like this
+    assert cfg.epochs is not None and cfg.rank < config.LoraConfig().rank and cfg.threads == 1
+
+
+def test_torch_threads_is_restored():
+    before = torch.get_num_threads()
+    with ft.torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
