@@ -160,7 +160,9 @@ class Engine:
 
         result.answer = answer
         if cfg.pipeline == "reference":
-            self._save(user, item, text, result, timings)
+            t = time.perf_counter()
+            self._save(user, item, text, result)
+            timings["save"] = time.perf_counter() - t
         result.summary = summary
         self._summaries[user] = summary  # SPEC §1.6: empty if it failed
         result.expression = {"eyes": expression.eyes, "mouth": expression.mouth, "pose": expression.pose}
@@ -192,7 +194,7 @@ class Engine:
 
         t = time.perf_counter()
         ok, item = formats.parse_memory_output(memory_out.text)
-        self._save(user, item if ok else None, raw_prompt, result, timings)
+        self._save(user, item if ok else None, raw_prompt, result)
         timings["save"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -242,7 +244,7 @@ class Engine:
         return answer, item, summary or "", expression
 
     # --- pieces -------------------------------------------------------------------------------
-    def _save(self, user: str, item, raw_prompt: str, result: TurnResult, timings) -> None:
+    def _save(self, user: str, item, raw_prompt: str, result: TurnResult) -> None:
         """SPEC §1.5 plus: a new value of a known key replaces the old (kept as history).
         An item copied verbatim from `[...]` the user typed is not saved: user text
         cannot write memory directly."""
