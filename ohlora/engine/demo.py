@@ -83,6 +83,18 @@ def _digest(*paths: Path, extra: dict | None = None) -> str:
     return h.hexdigest()[:16]
 
 
+def _code(*modules: str) -> dict[str, str]:
+    """Digests of the builder modules' source: a part is rebuilt when its recipe changes,
+    not only its data (e.g. a new DEMO_PRESET or tiny-base pre-training)."""
+    import importlib
+
+    out = {}
+    for name in modules:
+        path = Path(importlib.import_module(name).__file__)
+        out[name] = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    return out
+
+
 def _fresh(folder: Path, digest: str) -> bool:
     try:
         return json.loads((folder / STAMP).read_text(encoding="utf-8")).get("digest") == digest
@@ -119,7 +131,8 @@ def build_standins(cfg: DemoConfig, say=print) -> Path:
             raise DataError(need, None, "missing; pass the repository's data/ folder with --data")
     cache.mkdir(parents=True, exist_ok=True)
 
-    base_digest = _digest(persona, extra={"size": cfg.base_size, "seed": cfg.seed})
+    base_digest = _digest(persona, extra={"size": cfg.base_size, "seed": cfg.seed,
+                                          "code": _code("ohlora.heads.tinybase", "ohlora.tiny", "ohlora.formats")})
     base = cache / "base"
     if cfg.rebuild or not _fresh(base, base_digest):
         from ohlora.heads.tinybase import build_tiny_base
@@ -131,7 +144,8 @@ def build_standins(cfg: DemoConfig, say=print) -> Path:
 
     from ohlora.heads.finetune import DEMO_PRESET, FinetuneConfig, finetune
 
-    adapters_digest = _digest(persona, extra={"base": base_digest, "preset": DEMO_PRESET, "seed": cfg.seed})
+    adapters_digest = _digest(persona, extra={"base": base_digest, "preset": DEMO_PRESET, "seed": cfg.seed,
+                                              "code": _code("ohlora.heads.finetune", "ohlora.heads.dataset", "ohlora.heads.lora")})
     adapters = cache / "adapters"
     if cfg.rebuild or not _fresh(adapters, adapters_digest):
         say(f"[2/3] four LoRA heads ({', '.join(config.HEADS)}) with DEMO_PRESET {DEMO_PRESET} …")
@@ -144,7 +158,8 @@ def build_standins(cfg: DemoConfig, say=print) -> Path:
     else:
         say("[2/3] LoRA heads: cached")
 
-    enc_digest = _digest(combos, extra={"epochs": cfg.encoder_epochs, "seed": cfg.seed})
+    enc_digest = _digest(combos, extra={"epochs": cfg.encoder_epochs, "seed": cfg.seed,
+                                        "code": _code("ohlora.memory.train", "ohlora.memory.pairs")})
     encoder = cache / "memory_encoder"
     if cfg.rebuild or not _fresh(encoder, enc_digest):
         say(f"[3/3] memory encoder: bundled MiniLM on pairs from {combos} ({cfg.encoder_epochs} epochs, block mode) …")
