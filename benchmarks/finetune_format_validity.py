@@ -115,7 +115,7 @@ def main() -> None:
 
     info = json.loads((Path(base) / "ohlora_tiny_base.json").read_text(encoding="utf-8")) if (Path(base) / "ohlora_tiny_base.json").exists() else {}
     report = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared), torch {torch.__version__}, threads {torch.get_num_threads()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared), torch {torch.__version__}; training with the preset's threads",
         "load_average_at_end": os.getloadavg()[0],
         "data": args.data,
         "base": {k: info.get(k) for k in ("size", "hidden_size", "num_layers", "vocab_size", "steps", "epochs_seen", "final_loss", "seconds")},
