@@ -38,6 +38,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -179,7 +180,9 @@ def _train_head(model, tokenizer, head, examples, valid_inputs, cfg: FinetuneCon
         raise OhloraError(f"every '{head}' training text is longer than --max-length {cfg.max_length} before its answer")
 
     torch.manual_seed(cfg.seed + index)  # the LoRA init, reproducible per head
-    peft_model = get_peft_model(model, lora_config(model, cfg.lora()))
+    with warnings.catch_warnings():  # peft calls a transformers API deprecated in v5: not ours to fix
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        peft_model = get_peft_model(model, lora_config(model, cfg.lora()))
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     if state:

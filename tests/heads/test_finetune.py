@@ -26,11 +26,17 @@ def _cfg(tmp_path, persona_csv, base, **kw):
     return FinetuneConfig(**{"head": "all", "data": persona_csv, "out": str(tmp_path / "heads"), "base": base, **FAST, **kw})
 
 
-def test_all_heads_write_adapters_logs_and_config(tiny_lm_dir, persona_csv, tmp_path):
+def test_all_heads_write_adapters_logs_and_config(tiny_lm_dir, persona_csv, tmp_path, monkeypatch):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
+    import ohlora.models
+
+    loads = []
+    real_load = ohlora.models.load_causal_lm
+    monkeypatch.setattr(ohlora.models, "load_causal_lm", lambda *a, **k: loads.append(a) or real_load(*a, **k))
     done = finetune(_cfg(tmp_path, persona_csv, tiny_lm_dir))
+    assert len(loads) == 1  # one base for all four heads
     out = tmp_path / "heads"
     assert list(done) == list(config.HEADS)
     saved = json.loads((out / "finetune_config.json").read_text(encoding="utf-8"))
