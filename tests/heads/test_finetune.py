@@ -206,3 +206,34 @@ def test_torch_threads_is_restored():
     with ft.torch_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+@pytest.mark.slow
+def test_demo_settings_give_well_formed_heads_on_the_shipped_data(tmp_path):
+    """The whole stand-in recipe (tiny base + DEMO_PRESET) on data/persona/ohlora.csv: the
+    first unconstrained sample is mostly well-formed (~3 min on 2 cores)."""
+    from pathlib import Path
+
+    from peft import PeftModel
+
+    from ohlora import formats
+    from ohlora.heads.dataset import head_inputs
+    from ohlora.heads.tinybase import build_tiny_base
+    from ohlora.models import load_causal_lm
+
+    data = Path(__file__).resolve().parents[2] / "data" / "persona" / "ohlora.csv"
+    base = build_tiny_base(data, tmp_path / "base", progress=False)
+    finetune(FinetuneConfig(head="all", data=str(data), out=str(tmp_path / "heads"), base=str(base), **ft.DEMO_PRESET))
+    rows = load_rows(data)
+    model, tok = load_causal_lm(str(base), device="cpu")
+    model = PeftModel.from_pretrained(model, tmp_path / "heads" / "memory", adapter_name="memory")
+    model.load_adapter(str(tmp_path / "heads" / "output_message"), adapter_name="output_message")
+
+    model.set_adapter("memory")
+    memory = ft.generate_answers(model, tok, head_inputs(rows, "memory"), "memory", seed=0)
+    assert sum(formats.parse_memory_output(a)[0] for a in memory) / len(memory) > 0.8
+    model.set_adapter("output_message")
+    replies = ft.generate_answers(model, tok, head_inputs(rows, "output_message"), "output_message", seed=0)
+    assert sum(formats.reply_problem(r) is None for r in replies) / len(replies) > 0.7
+    labels = sum(formats.parse_expression(r) is not None or formats.parse_memory(r) is not None for r in replies)
+    assert labels / len(replies) < 0.15  # replies are prose, not another head's format
