@@ -42,6 +42,7 @@ def register(subparsers) -> None:
     """Add `finetune` and `tiny-base` to the `ohlora` parser."""
     from ohlora import config
     from ohlora.heads.finetune import FinetuneConfig
+    from ohlora.heads.tinybase import SIZES
 
     p = subparsers.add_parser(
         "finetune",
@@ -63,7 +64,7 @@ def register(subparsers) -> None:
     )
     t.add_argument("--data", required=True, help="dataset CSV (SPEC §3)")
     t.add_argument("--out", required=True, help="folder to save the model and tokenizer in")
-    t.add_argument("--size", default="small", help="model size: small (default) or test")
+    t.add_argument("--size", default="small", choices=tuple(SIZES), help="model size (default: small; test is for tests)")
     t.add_argument("--steps", type=int, default=None, help="pre-training steps (default: the size's)")
     t.add_argument("--seed", type=int, default=0, help="random seed")
     t.set_defaults(func=_tiny_base)
