@@ -62,12 +62,12 @@ class TrainArgs:
     # pairs held-out corr fell 0.48 -> 0.41 with it (benchmarks/results/memory_quality.md).
     fill_jamo: bool = field(default=False, metadata={"help": "spell Hangul jamo missing from a decomposing vocabulary (ohlora/memory/jamo.py; a no-op for klue/roberta-base)"})
 
-    # Block-mode defaults, chosen on the reference pairs with the bundled MiniLM
-    # (benchmarks/results/memory_quality.md): held-out test corr peaks after a few
-    # epochs and then falls while the train loss keeps dropping (the model learns the
-    # ~140 train texts, not the keys), so few epochs and a lr that has decayed by then.
-    block_epochs = 6
-    block_lr = 5e-5
+    # Block mode uses the reference's epochs and lr too. Tried on the reference pairs with
+    # the bundled MiniLM (benchmarks/results/memory_quality.md): lr 5e-5 for 6 epochs
+    # ended at test corr 0.48, lr 2e-5 at ~0.50; held-out corr plateaus after ~5 epochs
+    # while the train loss keeps falling (the model learns the ~140 train texts, not the keys).
+    block_epochs = _SPEC.epochs
+    block_lr = 2e-5
 
     def resolved(self) -> TrainArgs:
         block = self.mode == "block"

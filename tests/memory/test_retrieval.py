@@ -113,3 +113,11 @@ def test_real_encoder_scores_match_direct_cosine(tiny_bert_dir, tmp_path):
     want = e[:3] @ e[3]
     assert got == pytest.approx(list(want), abs=1e-5)
     assert got_cached == pytest.approx(list(want), abs=1e-5)
+
+
+def test_changed_item_list_is_rescored(encoder):
+    r = Retriever(encoder, model_id="fake")
+    assert r.best([GOLD], PROMPT, threshold=0.0) == (GOLD, pytest.approx(0.6))
+    assert r.best([GOLD], PROMPT, threshold=0.0) == (GOLD, pytest.approx(0.6))  # same list: kept matrix
+    assert r.best([GOLD, RAIN], PROMPT, threshold=0.0) == (RAIN, pytest.approx(0.8))  # a new item counts at once
+    assert r.best([TIRED], PROMPT, threshold=0.0) == (TIRED, pytest.approx(0.0, abs=1e-6))
