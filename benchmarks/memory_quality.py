@@ -139,6 +139,12 @@ def markdown(res: dict) -> str:
             f"{r['train_seconds']:.0f} s | {r['seconds_per_epoch']:.1f}{' (extrapolated)' if r['seconds_per_epoch_extrapolated'] else ''} | "
             f"{t['mse']:.4f} | {t['mae']:.4f} | {t['corr']:.4f} |"
         )
+    lines += [
+        "",
+        "Rows: `block` and `reference` are the defaults (`ohlora memory train`, lr 2e-5, batch 16); `-jamo` rows trained "
+        "with `--fill-jamo`; `block-lr…` rows are earlier block settings kept for comparison. Every run: seed 42, one torch "
+        "thread (on this shared CPU two spinning threads ran training 4x slower), test evaluation excluded from the train time.",
+    ]
     s = res.get("summary", {})
     lines += ["", *[f"- {k}: {v}" for k, v in s.items()], ""]
     for mode, r in res["runs"].items():
