@@ -109,8 +109,10 @@ def run_mode(mode: str, epochs: int, lr: float | None, train_pairs, test_pairs, 
 
 
 def _save_partial(mode, per_epoch):
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f".memory_quality_{mode}.partial.json").write_text(json.dumps(per_epoch, indent=1))
+    """Per-epoch figures so far, outside the repository, for watching a long run."""
+    import tempfile
+
+    (Path(tempfile.gettempdir()) / f"memory_quality_{mode}.partial.json").write_text(json.dumps(per_epoch, indent=1))
 
 
 def time_to_reach(run: dict, corr: float) -> float | None:
