@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
 from ohlora import formats
 from ohlora.errors import DataError
+from ohlora.files import atomic_write_csv, read_text
 
 # SPEC §3, in the reference's order; files may order them differently.
 COLUMNS: tuple[str, ...] = (
@@ -100,23 +99,10 @@ class Problem:
         return f"{where}: {tag}{self.message}"
 
 
-def _decode(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise DataError(path, None, f"cannot read: {e.strerror or e}") from None
-    try:
-        # utf-8-sig: a BOM (Excel writes one) is dropped, it would otherwise glue to 'data_type'.
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise DataError(path, line, f"not UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start}); save the file as UTF-8") from None
-
-
 def read_csv(path: str | Path) -> tuple[list[Row], list[Problem]]:
     """Rows and row-shape problems; raises `DataError` for a file that cannot be a dataset."""
     path = Path(path)
-    text = _decode(path)
+    text = read_text(path)
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader, None)
@@ -183,15 +169,4 @@ def split(rows: list[Row]) -> tuple[list[Row], list[Row]]:
 
 def write_rows(path: str | Path, rows: list[Row]) -> None:
     """Write rows with the SPEC §3 header, atomically (temp file, then `os.replace`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(COLUMNS)
-            writer.writerows(r.values() for r in rows)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_csv(path, COLUMNS, (r.values() for r in rows))

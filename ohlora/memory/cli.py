@@ -112,7 +112,7 @@ def _eval(args) -> int:
 
 def _pick(args) -> int:
     from ohlora.formats import compact, normalize
-    from ohlora.memory.io import read_lines
+    from ohlora.files import read_lines
     from ohlora.memory.retrieval import Retriever, default_cache_path
     from ohlora.memory.store import MemoryStore
     from ohlora.models import load_sentence_encoder

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ohlora.memory.io import atomic_write_csv, atomic_write_text
+from ohlora.files import atomic_write_csv, atomic_write_text
 
 RESULT_COLUMNS = ("memory", "user_prompt", "predicted_score", "ground_truth_score", "absolute_error")  # SPEC §4
 

@@ -25,7 +25,7 @@ import numpy as np
 from ohlora import config
 from ohlora.errors import DataError
 from ohlora.formats import CombinationLineError, MemoryItem, normalize, parse_combination_line
-from ohlora.memory.io import atomic_write_csv, read_csv, read_lines
+from ohlora.files import atomic_write_csv, read_csv, read_lines
 
 PAIR_COLUMNS = ("memory_0", "user_prompt_0", "memory_1", "user_prompt_1", "similarity_score")  # SPEC §4
 TRAIN_COLUMNS = ("memory_0", "user_prompt_1", "similarity_score")  # what training and eval read

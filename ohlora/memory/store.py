@@ -36,7 +36,7 @@ import numpy as np
 from ohlora import config
 from ohlora.errors import DataError
 from ohlora.formats import MemoryItem, compact, normalize, parse_memory
-from ohlora.memory.io import atomic_write_text, read_lines
+from ohlora.files import atomic_write_text, read_lines
 from ohlora.memory.record import MemoryRecord
 
 _SCHEMA = """

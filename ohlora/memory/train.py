@@ -150,7 +150,7 @@ def train(
 
 def save(result: TrainResult, out_dir: str | Path, args: TrainArgs, base: str) -> None:
     """Write the model folder atomically, with train_log.csv and train_args.json beside it."""
-    from ohlora.memory.io import atomic_dir, atomic_write_csv
+    from ohlora.files import atomic_dir, atomic_write_csv
 
     with atomic_dir(out_dir) as tmp:
         result.model.save(str(tmp))

@@ -198,4 +198,4 @@ def test_pick_caches_item_embeddings(tmp_path, tiny_bert_dir, capsys, monkeypatc
 
 def test_pick_missing_memory_file(tmp_path, tiny_bert_dir, capsys):
     assert main(["memory", "pick", tiny_bert_dir, "--memory-file", str(tmp_path / "none.txt"), "안녕"]) == 1
-    one_error_line(capsys, "none.txt: file not found")
+    one_error_line(capsys, "none.txt: cannot read: file not found")

@@ -1,4 +1,4 @@
-"""Reading user files strictly and writing ours atomically (shared by the memory tools).
+"""Reading user files strictly and writing ours atomically (shared by memory and data tools).
 
 Every reader turns a problem into `DataError(path, line, message)`; every writer goes
 through a temp file in the target folder and `os.replace`, so a crash or a bad input
@@ -25,11 +25,11 @@ def read_text(path: str | Path) -> str:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise DataError(path, None, "file not found") from None
+        raise DataError(path, None, "cannot read: file not found") from None
     except IsADirectoryError:
         raise DataError(path, None, "is a folder, expected a text file") from None
     except OSError as e:
-        raise DataError(path, None, f"cannot read ({e.strerror})") from None
+        raise DataError(path, None, f"cannot read: {e.strerror or e}") from None
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ohlora.errors import DataError
-from ohlora.memory.io import atomic_dir, atomic_write_text, read_lines
+from ohlora.files import atomic_dir, atomic_write_text, read_lines
 
 
 def test_atomic_dir_replaces_whole_folder(tmp_path):
