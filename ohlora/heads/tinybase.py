@@ -11,9 +11,9 @@ What it does, in a few CPU minutes:
    unknown token and decodes back unchanged;
 2. builds a small GPT-NeoX (`ohlora.tiny.build_causal_lm`, the polyglot-ko family);
 3. pre-trains it as a plain causal LM on `formats.training_text` of the train rows'
-   examples of the reply, summary and expression heads (`PRETRAIN_HEADS`; why not the
-   memory head: see there), so the markers and answer shapes are already known when
-   the LoRA heads are trained;
+   examples of the four heads (`PRETRAIN_HEADS`; why all four: see there), each after
+   an end-of-text token, so the markers and answer shapes are already known when the
+   LoRA heads are trained;
 4. saves an ordinary Hugging Face folder that `--base` accepts.
 
     >>> from ohlora.heads.tinybase import build_tiny_base
@@ -52,7 +52,10 @@ class TinyBaseSize:
 
 SIZES: dict[str, TinyBaseSize] = {
     # The demo's base: measured on 2 shared CPU cores (benchmarks/results/finetune_format_validity.md).
-    "small": TinyBaseSize(hidden_size=128, num_layers=4, num_heads=4, vocab_size=3000, steps=600, batch_size=16, lr=3e-3),
+    # 900 steps (was 600) since the memory texts joined pre-training: ~25 s more, and the
+    # replies passing the SPEC checks 77% -> 79%, well-formed expressions 35% -> 53% (one
+    # sample of 99 valid rows each; benchmarks/results/finetune_format_validity.md).
+    "small": TinyBaseSize(hidden_size=128, num_layers=4, num_heads=4, vocab_size=3000, steps=900, batch_size=16, lr=3e-3),
     # For tests: seconds, and enough to see the formats start to form.
     "test": TinyBaseSize(hidden_size=32, num_layers=2, num_heads=2, vocab_size=800, steps=30, batch_size=16, lr=3e-3),
 }
@@ -70,12 +73,19 @@ FORMAT_TEXTS: tuple[str, ...] = (
     ),
 )
 
-# Heads whose training texts the base is pre-trained on. Not `memory`: it reads the same
-# input as the reply head, so a base trained on both learns a 50/50 mixture after
-# `### 답변:` that the reply adapter must undo. Without it (`[key: value]` is still seen in
-# memory-prefixed inputs) replies wrote a memory/label 6% instead of 15% of the time, and memory
-# answers equalled the target 58% instead of 38% (benchmarks/results/finetune_preset_sweep.md).
-PRETRAIN_HEADS: tuple[str, ...] = ("output_message", "summary", "eyes_mouth_pose")
+# Heads whose training texts the base is pre-trained on: all four. The memory head's were
+# once left out (it reads the same input as the reply head, so the base learns a mixture
+# after `### 답변:` that the reply adapter must undo), and then the memory head always
+# answered empty: `[` was never a pre-training target, so its logit was pushed down
+# everywhere and the memory adapter (LoRA on q/k/v only) could not lift it (P(`[`) 0.003
+# on its own non-empty training rows). Making each text's first token a target (the
+# end-of-text token in `_build`) let it decide *whether* to save, but it still wrote keys
+# and values unrelated to the message (the target's key on 4 of 53 training rows). With
+# the memory texts in pre-training: 36 of 53 (29 exact), 76% of valid rows with an item
+# target get an item; the cost is the reply head, which passes the SPEC checks on 79% of
+# the valid rows instead of 86-89% (6% in another head's format, as before)
+# (benchmarks/results/finetune_format_validity.md).
+PRETRAIN_HEADS: tuple[str, ...] = config.HEADS
 
 MAX_LENGTH = 256  # pre-training texts are cut here (the same cap as fine-tuning's default)
 
@@ -141,7 +151,12 @@ def _build(data_csv, out_dir, extra_texts, seed, steps, size, progress, pretrain
         max_positions=MAX_LENGTH, seed=seed,
     )
     # Plain causal LM: every token is a target (prompt="" puts nothing under the mask).
-    features = [tokenize_example(tokenizer, "", t, MAX_LENGTH) for t in train_texts]
+    # Each text starts after an end-of-text token (the usual document separator of GPT-style
+    # pre-training), so its FIRST token is a target too. Without it `[` (which starts the
+    # memory-prefixed inputs and is never mid-text) was never predicted, pre-training
+    # drove its logit down everywhere, and the memory adapter could not lift it: the memory
+    # head always answered empty (P(`[`) 0.003 on its own training rows after 6 epochs).
+    features = [_after_eos(tokenize_example(tokenizer, "", t, MAX_LENGTH - 1), tokenizer.eos_token_id) for t in train_texts]
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=0.01)
     warmup = max(1, steps // 20)
 
@@ -197,6 +212,16 @@ def _build(data_csv, out_dir, extra_texts, seed, steps, size, progress, pretrain
         shutil.rmtree(out)
     os.replace(tmp, out)
     return out
+
+
+def _after_eos(feature: dict, eos_id: int) -> dict:
+    """`feature` with an end-of-text token in front (attended to; as a label it is never a
+    target, since the model predicts token i+1 from token i)."""
+    return {
+        "input_ids": [eos_id, *feature["input_ids"]],
+        "attention_mask": [1, *feature["attention_mask"]],
+        "labels": [eos_id, *feature["labels"]],
+    }
 
 
 class _bar:
