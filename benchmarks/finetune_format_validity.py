@@ -110,6 +110,14 @@ def main() -> None:
             empty = [not formats.normalize(a) for a in answers]
             results[head]["empty_answers"] = round(sum(empty) / max(1, len(empty)), 4)
             results[head]["empty_targets"] = round(sum(not tg for tg in targets) / max(1, len(targets)), 4)
+            # A head that always answers empty scores `empty_targets` on "equals target":
+            # these say whether it saves anything where the dataset saves something.
+            items = [formats.parse_memory_output(a)[1] for a in answers]
+            want = [(it, formats.parse_memory(tg)) for it, tg in zip(items, targets) if tg]
+            results[head]["nonempty_targets_answered_item"] = round(sum(it is not None for it, _ in want) / max(1, len(want)), 4)
+            results[head]["nonempty_targets_same_key"] = round(
+                sum(it is not None and t is not None and formats.compact(it.key) == formats.compact(t.key) for it, t in want) / max(1, len(want)), 4
+            )
         samples[head] = [{"input": i, "generated": a, "target": tg} for i, a, tg in list(zip(inputs, answers, targets))[:5]]
         print(f"{head:16s} parse {results[head]['parse_rate']:.1%}  exact {results[head]['exact_match']:.1%}  (n={len(inputs)})")
 
@@ -144,6 +152,16 @@ def main() -> None:
             for h, r in results.items()
         ),
         "",
+        *(
+            [
+                f"Memory head: {m['empty_answers']:.1%} of answers empty ({m['empty_targets']:.1%} of targets are); "
+                f"on the rows whose target is an item, {m['nonempty_targets_answered_item']:.1%} answered an item, "
+                f"{m['nonempty_targets_same_key']:.1%} with the target's key.",
+                "",
+            ]
+            if (m := results.get("memory"))
+            else []
+        ),
     ]
     (RESULTS / f"{args.name}.md").write_text("\n".join(lines), encoding="utf-8")
     print(json.dumps({"timings": timings, "results": results}, indent=2, ensure_ascii=False))
