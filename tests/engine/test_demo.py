@@ -106,9 +106,9 @@ def test_the_scripted_conversation_shows_every_turn(taught_models_dir):
 
     console = Console(record=True, width=160)
     results = demo.run_conversation(Path(taught_models_dir), demo.DemoConfig(threshold=-1.01), console)
-    assert len(results) == len(demo.SCRIPT) == 6
+    assert len(results) == len(demo.SCRIPT) == 5
     refused = [r.refused for r in results]
-    assert refused == [False, False, False, False, True, False]  # only the over-48-token prompt
+    assert refused == [False, False, False, True, False]  # only the over-48-token prompt
     text = console.export_text()
     for label in ("memory used", "memory saved", "summary", "expression", "scores", "generate"):
         assert label in text
