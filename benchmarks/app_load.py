@@ -34,21 +34,9 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
 
-# What the tiny tokenizers learn from (the same kind of text as tests/conftest.py).
-TEXTS = [
-    "오늘 날씨 어때? 비 오면 우산 챙겨야지 ☔",
-    "로라야 안녕! 나 오늘 친구랑 카페 가 😀",
-    "[오늘 일정: 친구랑 카페 방문] 로라야 나 뭐 입고 갈까?",
-    "[좋아하는 가수: 아이유] 요즘 무슨 노래 들어?",
-    "(오로라 답변 요약) 사용자가 시험을 잘 봤다고 함 (사용자 질문) 로라야 축하해줘",
-    "응! 나도 떡볶이 진짜 좋아해 ㅋㅋ 매운 거 잘 먹어?",
-    "(눈 크게, 입 보통, 고개 돌림 없음)",
-    "롤 티어 올랐다! 드디어 골드야",
-    "내일 시험인데 너무 떨려\u200b 어떡하지",
-    "[상태: 피곤함] 오늘 너무 힘들었어",
-] * 3
 
 # Ten turns of a user (Korean chat lines, some with facts to remember).
 PROMPTS = [
@@ -68,6 +56,7 @@ PROMPTS = [
 def build_tiny_models(folder: Path) -> Path:
     from ohlora.engine.models_dir import build_random_models_dir
     from ohlora.tiny import save_tiny_bert, save_tiny_causal_lm
+    from tests.conftest import KOREAN_TEXTS as TEXTS  # the test suite's tiny models, same text
 
     lm = save_tiny_causal_lm(folder / "lm", TEXTS, vocab_size=600, hidden_size=32, num_layers=2, num_heads=2)
     bert = save_tiny_bert(folder / "bert", TEXTS, vocab_size=300)
