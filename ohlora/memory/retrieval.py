@@ -125,7 +125,7 @@ class Retriever:
         return [float(x) for x in mat @ q]
 
     def best(
-        self, items: list[str], prompt: str, threshold: float, min_chars: int = 3
+        self, items: list[str], prompt: str, threshold: float, min_chars: int = config.ChatConfig.min_memory_chars
     ) -> tuple[str, float] | None:
         """SPEC §1.2: the best item with cosine >= threshold; items shorter than
         `min_chars` with spaces removed are never picked. None when none passes."""
@@ -137,7 +137,7 @@ class Retriever:
         return (eligible[i], scores[i]) if scores[i] >= threshold else None
 
     def best_for_user(
-        self, user: str, prompt: str, threshold: float = config.ChatConfig.retrieval_threshold, min_chars: int = 3
+        self, user: str, prompt: str, threshold: float = config.ChatConfig.retrieval_threshold, min_chars: int = config.ChatConfig.min_memory_chars
     ) -> tuple[str, float] | None:
         """`best` over the user's active items in the store."""
         if self.store is None:
