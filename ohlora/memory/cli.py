@@ -11,6 +11,7 @@ import sys
 from dataclasses import fields
 
 from ohlora import config
+from ohlora.errors import OhloraError
 
 
 def _help(cls, name: str) -> str:
@@ -33,8 +34,18 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="PAIRS.csv", help="pair CSV to write")
     p.add_argument(
         "--teacher",
-        default=config.DEFAULT_MEMORY_ENCODER,
-        help=f"encoder scoring key pairs: hub id, folder or 'bundled' (default: {config.DEFAULT_MEMORY_ENCODER}, SPEC §4)",
+        default=None,
+        help=f"encoder scoring key pairs: hub id, folder or 'bundled' (default: {config.DEFAULT_MEMORY_ENCODER}, SPEC §4; "
+        "with --scores-from, only key pairs the table lacks are scored, and only when --teacher is given)",
+    )
+    p.add_argument(
+        "--scores-from",
+        action="append",
+        default=None,
+        metavar="PAIRS.csv",
+        help="take the score of each key pair found in this pair CSV (SPEC §4 columns; repeatable) instead of "
+        "a teacher: labels new prompts for known keys exactly as that CSV's teacher did; rows of key pairs "
+        "it lacks are dropped unless --teacher is given",
     )
     p.set_defaults(func=_make_pairs)
 
@@ -68,14 +79,24 @@ def register(subparsers) -> None:
 
 
 def _make_pairs(args) -> int:
-    from ohlora.memory.pairs import make_pairs, read_combinations, write_pairs
+    from ohlora.memory.pairs import make_pairs, read_combinations, score_table, write_pairs
     from ohlora.models import load_sentence_encoder
 
     combos = read_combinations(args.combs)  # fail on bad data before loading a model
-    teacher = load_sentence_encoder(args.teacher, flag="--teacher", max_seq_length=config.MemoryTrainConfig.max_seq_length)
-    rows = make_pairs(combos, teacher)
+    table = {}
+    for path in args.scores_from or []:
+        table.update(score_table(path))
+    teacher = None  # with a table and no --teacher: unknown key pairs are dropped
+    if args.teacher or not args.scores_from:
+        name = args.teacher or config.DEFAULT_MEMORY_ENCODER
+        teacher = load_sentence_encoder(name, flag="--teacher", max_seq_length=config.MemoryTrainConfig.max_seq_length)
+    rows = make_pairs(combos, teacher, table=table)
+    if not rows:
+        raise OhloraError(f"no pairs: no key pair of {args.combs} is in --scores-from; add --teacher to score them")
     write_pairs(rows, args.out)
-    print(f"wrote {len(rows)} pairs ({len(combos)} lines, {len({c.pair_key for c in combos})} distinct keys) to {args.out}")
+    dropped = len(combos) ** 2 - len(rows)
+    note = f"; {dropped} rows of key pairs missing from --scores-from left out" if dropped else ""
+    print(f"wrote {len(rows)} pairs ({len(combos)} lines, {len({c.pair_key for c in combos})} distinct keys) to {args.out}{note}")
     return 0
 
 

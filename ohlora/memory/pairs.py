@@ -10,6 +10,11 @@ The reference ran the teacher on every row (n² pairs of key strings); the rows 
 hold k distinct keys, so we encode each distinct key once and take the k×k cosine
 matrix — for the reference's 80 lines that is ~60 encodings instead of 12,800.
 
+A score depends on the two keys only, so an existing pair CSV is also a table of
+key-pair scores: `score_table` reads one, and `make_pairs(..., table=...)` labels new
+lines with it (no teacher needed for keys the table knows) — how new prompts for the
+reference's keys get the reference teacher's labels without loading klue/roberta-base.
+
     >>> from ohlora.memory.pairs import rescale
     >>> rescale(0.9), rescale(0.5), rescale(1.0)
     (0.74, 0.0, 1.0)
@@ -24,7 +29,7 @@ import numpy as np
 
 from ohlora import config
 from ohlora.errors import DataError
-from ohlora.formats import CombinationLineError, MemoryItem, normalize, parse_combination_line
+from ohlora.formats import CombinationLineError, MemoryItem, normalize, parse_combination_line, parse_memory
 from ohlora.files import atomic_write_csv, read_csv, read_lines
 
 PAIR_COLUMNS = ("memory_0", "user_prompt_0", "memory_1", "user_prompt_1", "similarity_score")  # SPEC §4
@@ -49,6 +54,11 @@ class Pair:
     prompt: str  # user_prompt_1
     score: float  # similarity_score
     line: int = 0
+    # The other halves of the two combination lines, when the CSV has them (SPEC §4's
+    # five columns): the score belongs to the two lines' keys, so training may also
+    # pair prompt_0 with memory_1 (train.TrainArgs.views).
+    prompt_0: str = ""  # user_prompt_0
+    memory_1: str = ""  # memory_1
 
 
 def read_combinations(path: str | Path) -> list[Combination]:
@@ -90,12 +100,49 @@ def score_matrix(keys: list[str], teacher) -> dict[tuple[str, str], float]:
     return scores
 
 
-def make_pairs(combos: list[Combination], teacher) -> list[tuple[str, str, str, str, float]]:
-    """All n×n rows in the reference order (outer loop memory_0, inner memory_1)."""
-    scores = score_matrix([c.pair_key for c in combos], teacher)
-    return [
-        (a.item.text, a.prompt, b.item.text, b.prompt, scores[a.pair_key, b.pair_key]) for a in combos for b in combos
-    ]
+def make_pairs(combos: list[Combination], teacher, table: dict[tuple[str, str], float] | None = None) -> list[tuple[str, str, str, str, float]]:
+    """All n×n rows in the reference order (outer loop memory_0, inner memory_1).
+
+    With a `table` (see `score_table`), key pairs found in it take its score; the
+    teacher scores the rest, or, with `teacher=None`, rows of unknown key pairs are
+    left out (equal keys are always 1.0)."""
+    keys = [c.pair_key for c in combos]
+    table = dict(table or {})
+    unknown = [k for k in dict.fromkeys(keys) if any((k, o) not in table and (o, k) not in table and k != o for o in keys)]
+    scores = score_matrix(unknown, teacher) if teacher is not None and unknown else {}
+    rows = []
+    for a in combos:
+        for b in combos:
+            ka, kb = a.pair_key, b.pair_key
+            s = 1.0 if ka == kb else table.get((ka, kb), table.get((kb, ka), scores.get((ka, kb))))
+            if s is not None:
+                rows.append((a.item.text, a.prompt, b.item.text, b.prompt, s))
+    return rows
+
+
+def score_table(path: str | Path) -> dict[tuple[str, str], float]:
+    """Key-pair scores of a SPEC §4 pair CSV: {(key_0, key_1): similarity_score}, keys as
+    compared (alias applied, 상태 -> value). A key pair scored two ways is a DataError
+    naming the line (the score must be a function of the keys)."""
+    table: dict[tuple[str, str], float] = {}
+    seen_at: dict[tuple[str, str], int] = {}
+    for n, row in read_csv(path, PAIR_COLUMNS):
+        keys = []
+        for col in ("memory_0", "memory_1"):
+            item = parse_memory(row[col])
+            if item is None:
+                raise DataError(path, n, f"{col} {row[col]!r} is not one '[key: value]'")
+            keys.append(item.canonical_key())
+        try:
+            score = float(row["similarity_score"])
+        except ValueError:
+            raise DataError(path, n, f"similarity_score {row['similarity_score']!r} is not a number") from None
+        k = (keys[0], keys[1])
+        if k in table and abs(table[k] - score) > 10 ** -config.PAIR_DECIMALS:
+            raise DataError(path, n, f"keys {k[0]!r} / {k[1]!r} scored {score} here but {table[k]} at line {seen_at[k]}")
+        table.setdefault(k, score)
+        seen_at.setdefault(k, n)
+    return table
 
 
 def write_pairs(rows, path: str | Path) -> None:
@@ -103,7 +150,8 @@ def write_pairs(rows, path: str | Path) -> None:
 
 
 def read_pairs(path: str | Path) -> list[Pair]:
-    """Training/eval view of a pairs CSV: (memory_0, user_prompt_1, similarity_score)."""
+    """Training/eval view of a pairs CSV: (memory_0, user_prompt_1, similarity_score),
+    plus user_prompt_0 / memory_1 when the CSV has them."""
     pairs = []
     for n, row in read_csv(path, TRAIN_COLUMNS):
         memory, prompt, raw = (normalize(row[c]) for c in TRAIN_COLUMNS)
@@ -115,5 +163,5 @@ def read_pairs(path: str | Path) -> list[Pair]:
             raise DataError(path, n, f"similarity_score {raw!r} is not a number") from None
         if not np.isfinite(score):
             raise DataError(path, n, f"similarity_score {raw!r} is not finite")
-        pairs.append(Pair(memory, prompt, score, n))
+        pairs.append(Pair(memory, prompt, score, n, normalize(row.get("user_prompt_0", "")), normalize(row.get("memory_1", ""))))
     return pairs

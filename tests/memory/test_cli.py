@@ -57,6 +57,27 @@ def test_make_pairs_writes_reference_columns(combs, tmp_path, tiny_bert_dir, cap
     assert "64 pairs" in capsys.readouterr().out
 
 
+def test_make_pairs_scores_from_a_pair_csv_needs_no_teacher(combs, tmp_path, capsys):
+    """--scores-from without --teacher loads no model (a bogus default teacher would
+    fail with exit 2): labels come from the table, unknown key pairs are dropped."""
+    ref = tmp_path / "ref.csv"
+    ref.write_text(
+        "memory_0,user_prompt_0,memory_1,user_prompt_1,similarity_score\n"
+        "[오늘 날씨: 눈],눈이다,[좋아하는 가수: 아이유],노래,0.4321\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "pairs.csv"
+    assert main(["memory", "make-pairs", str(combs), "--out", str(out), "--scores-from", str(ref)]) == 0
+    with open(out, encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))[1:]
+    keys = {r[0].split(":")[0] for r in rows} | {r[2].split(":")[0] for r in rows}
+    scores = {float(r[4]) for r in rows}
+    assert scores <= {0.4321, 1.0} and 0.4321 in scores
+    assert len(rows) < 64 and "left out" in capsys.readouterr().out
+    assert all(float(r[4]) == 1.0 for r in rows if r[0].split(":")[0] == r[2].split(":")[0])
+    assert keys  # something was written
+
+
 @pytest.mark.parametrize(
     "content, where",
     [

@@ -133,3 +133,73 @@ def test_bad_pair_csv(tmp_path, content, line, words):
     with pytest.raises(DataError) as e:
         read_pairs(p)
     assert e.value.line == line and words in str(e.value)
+
+
+# --- a pair CSV as a table of key-pair scores (make-pairs --scores-from) ---------------------
+def _table_csv(tmp_path, rows, name="ref.csv"):
+    p = tmp_path / name
+    with open(p, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(PAIR_COLUMNS)
+        w.writerows(rows)
+    return p
+
+
+def test_score_table_reads_key_pairs_with_alias_and_state(tmp_path):
+    from ohlora.memory.pairs import score_table
+
+    ref = _table_csv(tmp_path, [
+        ["[오늘 날씨: 눈]", "눈 온다", "[좋아하는 아이돌: 아이브]", "노래 추천", "0.61"],
+        ["[상태: 피곤함]", "졸려", "[오늘 날씨: 비]", "비 와", "0.2"],
+        ["[오늘 날씨: 비]", "비 와", "[좋아하는 가수: 아이유]", "노래 틀어줘", "0.61"],  # same keys, same score
+    ])
+    assert score_table(ref) == {("오늘 날씨", "좋아하는 가수"): 0.61, ("피곤함", "오늘 날씨"): 0.2}
+
+
+def test_make_pairs_from_table_labels_known_keys_and_drops_the_rest(combs, tmp_path):
+    from ohlora.memory.pairs import score_table
+
+    ref = _table_csv(tmp_path, [["[좋아하는 가수: 아이유]", "노래", "[오늘 날씨: 흐림]", "흐리다", "0.55"]])
+    rows = make_pairs(read_combinations(combs), None, table=score_table(ref))
+    score = {(r[0], r[3]): r[4] for r in rows}
+    assert score["[오늘 날씨: 비]", "신곡 들었어?"] == 0.55  # table read in either order
+    assert score["[좋아하는 가수: 뉴진스]", "우산 챙길까?"] == 0.55
+    assert score["[오늘 날씨: 비]", "산책 갈까"] == 1.0  # equal keys need no table
+    assert score["[상태: 피곤함]", "오늘 너무 힘들었어 😫"] == 1.0
+    assert ("[상태: 피곤함]", "배에서 꼬르륵 소리 나") not in score  # unknown key pair: left out
+    # 2 weather lines + 1 singer line -> 3x3 known; each 상태 line only with itself
+    assert len(rows) == 9 + 2
+
+
+def test_make_pairs_table_first_then_teacher_for_the_rest(combs, tmp_path, fake_encoder):
+    from ohlora.memory.pairs import score_table
+
+    ref = _table_csv(tmp_path, [["[좋아하는 가수: 아이유]", "노래", "[오늘 날씨: 흐림]", "흐리다", "0.55"]])
+    rows = make_pairs(read_combinations(combs), fake_encoder(VECS), table=score_table(ref))
+    score = {(r[0], r[3]): r[4] for r in rows}
+    assert len(rows) == 25
+    assert score["[오늘 날씨: 비]", "신곡 들었어?"] == 0.55  # the table wins over the teacher's 0.74
+    assert score["[상태: 피곤함]", "배에서 꼬르륵 소리 나"] == 0.1235  # the teacher fills the gap
+
+
+@pytest.mark.parametrize(
+    "rows, line, words",
+    [
+        ([["[오늘 날씨: 비]", "a", "[롤 티어: 골드]", "b", "0.3"], ["[오늘 날씨: 눈]", "c", "[롤 티어: 실버]", "d", "0.4"]], 3, "line 2"),
+        ([["오늘 날씨 비", "a", "[롤 티어: 골드]", "b", "0.3"]], 2, "memory_0"),
+        ([["[오늘 날씨: 비]", "a", "[롤 티어: 골드]", "b", "높음"]], 2, "not a number"),
+    ],
+)
+def test_score_table_bad_rows_name_the_line(tmp_path, rows, line, words):
+    from ohlora.memory.pairs import score_table
+
+    with pytest.raises(DataError) as e:
+        score_table(_table_csv(tmp_path, rows))
+    assert e.value.line == line and words in str(e.value)
+
+
+def test_read_pairs_keeps_the_other_halves_when_present(combs, fake_encoder, tmp_path):
+    out = tmp_path / "pairs.csv"
+    write_pairs(make_pairs(read_combinations(combs), fake_encoder(VECS)), out)
+    p = read_pairs(out)[1]
+    assert (p.memory, p.prompt_0, p.memory_1, p.prompt) == ("[오늘 날씨: 비]", "우산 챙길까?", "[좋아하는 가수: 뉴진스]", "신곡 들었어?")
