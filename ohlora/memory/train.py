@@ -19,6 +19,15 @@ built from other lines).
   weighs k, so the objective equals the reference's mean over rows up to a constant
   — same gradients). An epoch still
   visits every train pair once, but costs ~(M/16)·(P/16) steps instead of rows/16.
+- `block` with `views="lines"`: a SPEC §4 score belongs to the *keys* of the two
+  combination lines, not to (memory_0, user_prompt_1) alone, so all four texts of
+  two lines share it, and a line's own memory and prompt share a key (score 1.0). A
+  step takes 16 lines × 16 lines, shows each line as its memory or its prompt (a coin
+  flip per line and step: still 32 texts a step) and scores every labelled pair of the
+  32 — prompt-prompt and memory-memory pairs included, which pulls each prompt
+  towards its own memory. On the reference test pairs with the bundled MiniLM this
+  raised held-out corr (benchmarks/results/memory_quality.md); needs the five-column
+  pair CSV (user_prompt_0, memory_1).
 
     >>> from ohlora.memory.train import TrainArgs
     >>> TrainArgs(mode="reference").resolved().epochs   # SPEC §4
@@ -61,6 +70,7 @@ class TrainArgs:
     # Off by default: it removes the bundled MiniLM's [UNK]s, yet on the reference test
     # pairs held-out corr fell 0.48 -> 0.41 with it (benchmarks/results/memory_quality.md).
     fill_jamo: bool = field(default=False, metadata={"help": "spell Hangul jamo missing from a decomposing vocabulary (ohlora/memory/jamo.py; a no-op for klue/roberta-base)"})
+    views: str = field(default="pair", metadata={"help": "block mode: pair = (memory_0, user_prompt_1) only, as the reference; lines = every text of the two lines shares the score (needs SPEC §4's five columns)"})
 
     # Block mode uses the reference's epochs and lr too. Tried on the reference pairs with
     # the bundled MiniLM (benchmarks/results/memory_quality.md): lr 5e-5 for 6 epochs
@@ -127,6 +137,10 @@ def train(
     args = (args or TrainArgs()).resolved()
     if args.mode not in ("block", "reference"):
         raise OhloraError(f"unknown --mode {args.mode!r}; expected block or reference")
+    if args.views not in ("pair", "lines"):
+        raise OhloraError(f"unknown --views {args.views!r}; expected pair or lines")
+    if args.views == "lines" and args.mode != "block":
+        raise OhloraError("--views lines is a block-mode option; use --mode block")
     if args.epochs < 1 or args.batch_size < 1:
         raise OhloraError("--epochs and --batch-size must be at least 1")
     pairs = pairs if pairs is not None else read_pairs(pairs_path)
@@ -140,7 +154,10 @@ def train(
         from ohlora.memory.jamo import fill_missing_jamo
 
         jamo_rules = fill_missing_jamo(model)
-    run = _train_reference if args.mode == "reference" else _train_block
+    if args.views == "lines" and any(not (r.prompt_0 and r.memory_1) for r in train_rows):
+        where = pairs_path or "the pairs"
+        raise OhloraError(f"--views lines needs user_prompt_0 and memory_1 in every row of {where} (SPEC §4's five columns)")
+    run = _train_reference if args.mode == "reference" else (_train_lines if args.views == "lines" else _train_block)
     result = run(model, train_rows, valid_rows, args, on_epoch, progress)
     result.jamo_rules = jamo_rules
     if out_dir is not None:
@@ -299,6 +316,81 @@ def _train_block(model, train_rows, valid_rows, args: TrainArgs, on_epoch, progr
                 label = torch.tensor([c[2][0] for c in cells], device=cos.device, dtype=cos.dtype)
                 weight = torch.tensor([c[2][1] for c in cells], device=cos.device, dtype=cos.dtype)
                 loss = (weight * (cos[ia, ib] - label) ** 2).sum() / weight.sum()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                opt.step()
+                sched.step()
+                result.steps += 1
+                losses.append(float(loss.detach()))
+                bar.update(task, advance=1, status=f"epoch {epoch}/{args.epochs} loss {losses[-1]:.4f}")
+            elapsed += time.perf_counter() - t0
+            _end_epoch(result, model, valid_rows, epoch, elapsed, losses, sched, on_epoch, bar, task)
+            if args.max_steps is not None and result.steps >= args.max_steps:
+                break
+    result.seconds = elapsed
+    return result
+
+
+def line_table(rows: list) -> tuple[list[tuple[str, str]], dict[tuple[int, int], float]]:
+    """Distinct lines (memory, prompt) and the mean score of each ordered line pair seen
+    in the rows (line 0 = memory_0 + user_prompt_0, line 1 = memory_1 + user_prompt_1)."""
+    index: dict[tuple[str, str], int] = {}
+    acc: dict[tuple[int, int], list[float]] = defaultdict(lambda: [0.0, 0])
+    for r in rows:
+        i = index.setdefault((r.memory, r.prompt_0), len(index))
+        j = index.setdefault((r.memory_1, r.prompt), len(index))
+        a = acc[i, j]
+        a[0] += r.score
+        a[1] += 1
+    return list(index), {k: s / n for k, (s, n) in acc.items()}
+
+
+def _line_label(table: dict[tuple[int, int], float], i: int, j: int) -> float | None:
+    if i == j:
+        return 1.0  # a line's memory and prompt have the same key
+    lab = table.get((i, j))
+    return lab if lab is not None else table.get((j, i))
+
+
+def _train_lines(model, train_rows, valid_rows, args: TrainArgs, on_epoch, progress) -> TrainResult:
+    """Block mode over lines (`views="lines"`, see the module docstring)."""
+    import torch
+    import torch.nn.functional as F
+
+    lines, table = line_table(train_rows)
+    rng = random.Random(args.seed)
+    steps_per_epoch = len(_blocks(len(lines), len(lines), args.batch_size, random.Random(0)))
+    total = steps_per_epoch * args.epochs
+    opt, sched = _optimizer(model, args, total)
+    result = TrainResult(model=model)
+    model.train()
+    elapsed = 0.0
+    with _progress(progress) as bar:
+        task = bar.add_task("block/lines", total=total, status="")
+        for epoch in range(1, args.epochs + 1):
+            t0 = time.perf_counter()
+            losses = []
+            for ids_a, ids_b in _blocks(len(lines), len(lines), args.batch_size, rng):
+                if args.max_steps is not None and result.steps >= args.max_steps:
+                    break
+                owners = list(ids_a) + list(ids_b)
+                texts = [lines[i][rng.random() < 0.5] for i in owners]  # memory or prompt of each line
+                cells = [
+                    (a, b, lab)
+                    for a in range(len(owners))
+                    for b in range(a + 1, len(owners))
+                    if (lab := _line_label(table, owners[a], owners[b])) is not None
+                ]
+                if not cells:
+                    bar.advance(task)
+                    continue
+                emb = F.normalize(_embed(model, texts), dim=-1)
+                cos = emb @ emb.T
+                ia = torch.tensor([c[0] for c in cells], device=cos.device)
+                ib = torch.tensor([c[1] for c in cells], device=cos.device)
+                label = torch.tensor([c[2] for c in cells], device=cos.device, dtype=cos.dtype)
+                loss = ((cos[ia, ib] - label) ** 2).mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)

@@ -102,3 +102,53 @@ def test_block_mode_takes_fewer_steps_than_rows(tiny_bert_dir):
     args = TrainArgs(mode="block", epochs=1, lr=1e-3, batch_size=4, valid_ratio=0.0)
     result = train(None, None, base=tiny_bert_dir, args=args, pairs=pairs, progress=False)
     assert result.steps == 4  # 6 memories x 6 prompts in blocks of 4: 2 x 2 blocks (36 rows = 9 row batches)
+
+
+# --- block mode over lines (views="lines") ----------------------------------------------------
+def line_pairs() -> list[Pair]:
+    """Five-column rows of the n×n product of lines (MEMS[i], PROMPTS[i]): 1.0 for the same
+    line, 0.0 otherwise, as make-pairs would write them."""
+    return [
+        Pair(m, PROMPTS[j], 1.0 if i == j else 0.0, prompt_0=PROMPTS[i], memory_1=MEMS[j])
+        for i, m in enumerate(MEMS)
+        for j in range(len(MEMS))
+    ]
+
+
+def test_line_table_joins_the_two_halves_of_each_line():
+    from ohlora.memory.train import _line_label, line_table
+
+    rows = [
+        Pair("[a: 1]", "q2", 0.3, prompt_0="q1", memory_1="[b: 2]"),
+        Pair("[b: 2]", "q1", 0.3, prompt_0="q2", memory_1="[a: 1]"),
+        Pair("[a: 1]", "q3", 0.8, prompt_0="q1", memory_1="[c: 3]"),
+    ]
+    lines, table = line_table(rows)
+    assert lines == [("[a: 1]", "q1"), ("[b: 2]", "q2"), ("[c: 3]", "q3")]
+    assert table == {(0, 1): 0.3, (1, 0): 0.3, (0, 2): 0.8}
+    assert _line_label(table, 2, 0) == 0.8  # read either way round
+    assert _line_label(table, 1, 1) == 1.0  # a line's memory and prompt share the key
+    assert _line_label(table, 1, 2) is None  # never seen: not trained on
+
+
+def test_lines_view_trains_and_pulls_each_prompt_to_its_own_memory(tiny_bert_dir):
+    import numpy as np
+
+    args = TrainArgs(mode="block", views="lines", epochs=15, lr=3e-3, batch_size=4, valid_ratio=0.0, seed=0)
+    result = train(None, None, base=tiny_bert_dir, args=args, pairs=line_pairs(), progress=False)
+    losses = [row["loss"] for row in result.history]
+    assert losses[-1] < losses[0]
+    m = result.model.encode(MEMS, convert_to_numpy=True, normalize_embeddings=True)
+    p = result.model.encode(PROMPTS, convert_to_numpy=True, normalize_embeddings=True)
+    cos = m @ p.T
+    own, other = np.diag(cos).mean(), cos[~np.eye(len(MEMS), dtype=bool)].mean()
+    assert own > other + 0.2
+
+
+def test_lines_view_needs_five_columns_and_block_mode(tiny_bert_dir):
+    from ohlora.errors import OhloraError
+
+    with pytest.raises(OhloraError, match="five columns"):
+        train(None, None, base=tiny_bert_dir, args=TrainArgs(views="lines", epochs=1, valid_ratio=0.0), pairs=product_pairs(), progress=False)
+    with pytest.raises(OhloraError, match="block-mode"):
+        train(None, None, base=tiny_bert_dir, args=TrainArgs(mode="reference", views="lines"), pairs=line_pairs(), progress=False)
