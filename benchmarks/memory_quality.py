@@ -9,6 +9,13 @@ needs to reach reference mode's test correlation.
 
     .venv/bin/python benchmarks/memory_quality.py                 # both modes
     .venv/bin/python benchmarks/memory_quality.py --only block    # re-run one mode, keep the other's figures
+    .venv/bin/python benchmarks/memory_quality.py --only block --views lines \
+        --extra-combs data/memory/ref_keys_combs.txt                # + our own prompts for the reference's keys
+
+`--extra-combs` adds pairs built from our own combinations file, labelled with the
+reference train pairs' own key-pair scores (`make-pairs --scores-from`; key pairs the
+train CSV lacks are left out): more phrasings per key, no other teacher, and nothing
+from the test pairs.
 
 Results: benchmarks/results/memory_quality.{json,md}.
 """
@@ -64,11 +71,17 @@ def steps_per_epoch(mode: str, train_pairs, args) -> int:
     rows, _ = split_rows(train_pairs, args.valid_ratio, args.seed)
     if mode == "reference":
         return math.ceil(len(rows) / args.batch_size)
+    if args.views == "lines":
+        from ohlora.memory.train import line_table
+
+        lines, _ = line_table(rows)
+        return len(_blocks(len(lines), len(lines), args.batch_size, random.Random(0)))
     mems, prompts, _ = label_table(rows)
     return len(_blocks(len(mems), len(prompts), args.batch_size, random.Random(0)))
 
 
-def run_mode(mode: str, epochs: int, lr: float | None, train_pairs, test_pairs, base: str, max_steps: int | None = None, fill_jamo: bool = False) -> dict:
+def run_mode(mode: str, epochs: int, lr: float | None, train_pairs, test_pairs, base: str, max_steps: int | None = None,
+             fill_jamo: bool = False, views: str = "pair", extra_pairs: list | None = None) -> dict:
     from ohlora.memory.evaluate import evaluate_pairs
     from ohlora.memory.train import TrainArgs, train
 
@@ -82,9 +95,12 @@ def run_mode(mode: str, epochs: int, lr: float | None, train_pairs, test_pairs, 
               f"test mse {m['mse']:.4f} mae {m['mae']:.4f} corr {m['corr']:.4f}", flush=True)
         _save_partial(mode, per_epoch)
 
-    args = TrainArgs(mode=mode, epochs=epochs, lr=lr, max_steps=max_steps, fill_jamo=fill_jamo).resolved()
-    result = train(None, None, base=base, args=args, pairs=train_pairs, on_epoch=on_epoch, progress=False)
-    spe = steps_per_epoch(mode, train_pairs, args)
+    args = TrainArgs(mode=mode, epochs=epochs, lr=lr, max_steps=max_steps, fill_jamo=fill_jamo, views=views).resolved()
+    # The extra pairs join the train side only (after the reference rows' own 90/10 split,
+    # so the valid rows stay the reference's).
+    pairs = train_pairs + (extra_pairs or [])
+    result = train(None, None, base=base, args=args, pairs=pairs, on_epoch=on_epoch, progress=False)
+    spe = steps_per_epoch(mode, pairs, args)
     s_step = result.seconds / max(result.steps, 1)
     partial = result.steps < spe * args.epochs
     return {
@@ -103,6 +119,8 @@ def run_mode(mode: str, epochs: int, lr: float | None, train_pairs, test_pairs, 
         "seconds_for_all_epochs": round(s_step * spe * args.epochs, 1),
         "fill_jamo": fill_jamo,
         "jamo_rules": result.jamo_rules,
+        "views": views,
+        "extra_train_pairs": len(extra_pairs or []),
         "final_test": per_epoch[-1]["test"],
         "per_epoch": per_epoch,
     }
@@ -164,6 +182,8 @@ def main() -> int:
     ap.add_argument("--ref-max-steps", type=int, default=None, help="stop reference mode after N steps and extrapolate its time (labelled)")
     ap.add_argument("--base", default="bundled")
     ap.add_argument("--fill-jamo", action="store_true", help="ablation: fill the jamo MiniLM lacks (ohlora/memory/jamo.py); stored as '<mode>-jamo'")
+    ap.add_argument("--views", choices=("pair", "lines"), default="pair", help="block mode's views (TrainArgs.views); 'lines' is stored as '<mode>-lines'")
+    ap.add_argument("--extra-combs", default=None, metavar="COMBS", help="add pairs from our own combinations file, labelled by the train CSV's key-pair scores; stored as '<mode>-...-extra'")
     ap.add_argument("--tag", default=None, help="store this run under '<mode>-<tag>' (ablations)")
     ap.add_argument("--report-only", action="store_true", help="rebuild the summary and markdown from the saved JSON")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1: on a shared, oversubscribed CPU, 2 threads spin-waiting on each other ran 4x slower for training and 30x slower for one prompt)")
@@ -177,7 +197,14 @@ def main() -> int:
     train_pairs = read_pairs(REF_DIR / "train_dataset.csv")
     test_pairs = read_pairs(REF_DIR / "test_dataset.csv")
     out_json = RESULTS / "memory_quality.json"
-    keep = (a.only or a.fill_jamo or a.tag or a.report_only) and out_json.exists()  # add to earlier runs
+    extra = None
+    if a.extra_combs:
+        from ohlora.memory.pairs import Pair, make_pairs, read_combinations, score_table
+
+        rows = make_pairs(read_combinations(a.extra_combs), None, table=score_table(REF_DIR / "train_dataset.csv"))
+        extra = [Pair(m0, p1, s, 0, p0, m1) for m0, p0, m1, p1, s in rows]
+        print(f"extra train pairs: {len(extra)} from {a.extra_combs}", flush=True)
+    keep = (a.only or a.fill_jamo or a.tag or a.report_only or a.views != "pair" or extra) and out_json.exists()  # add to earlier runs
     res = json.loads(out_json.read_text()) if keep else {"runs": {}}
     if not a.report_only:
         res["machine"] = machine()
@@ -187,8 +214,10 @@ def main() -> int:
     for mode in modes:
         epochs = a.block_epochs if mode == "block" else a.ref_epochs
         lr = a.block_lr if mode == "block" else None
-        key = mode + ("-jamo" if a.fill_jamo else "") + (f"-{a.tag}" if a.tag else "")
-        res["runs"][key] = run_mode(mode, epochs, lr, train_pairs, test_pairs, a.base, a.ref_max_steps if mode == "reference" else None, a.fill_jamo)
+        views = a.views if mode == "block" else "pair"
+        key = mode + ("-jamo" if a.fill_jamo else "") + ("-lines" if views == "lines" else "") + ("-extra" if extra else "") + (f"-{a.tag}" if a.tag else "")
+        res["runs"][key] = run_mode(mode, epochs, lr, train_pairs, test_pairs, a.base, a.ref_max_steps if mode == "reference" else None,
+                                    a.fill_jamo, views, extra if mode == "block" else None)
         res["runs"][key]["load_avg_after"] = os.getloadavg()
         RESULTS.mkdir(parents=True, exist_ok=True)
         out_json.write_text(json.dumps(res, indent=1))
@@ -212,10 +241,13 @@ def main() -> int:
                     f"ran {r['epochs']} of SPEC's 10 epochs (its warm-up/decay schedule spans those {r['epochs']}); "
                     f"10 epochs would take about {10 * r['seconds_per_epoch']:.0f} s on this shared CPU"
                 )
-        reach = time_to_reach(b, target)
-        summary[f"block time to reach {what}"] = (
-            f"{reach:.0f} s vs {ref_time:.0f} s = {ref_time / reach:.1f}x sooner" if reach else "not reached"
-        )
+        for name, run in runs.items():
+            if not name.startswith("block") or "jamo" in name:
+                continue
+            reach = time_to_reach(run, target)
+            summary[f"{name} time to reach {what}"] = (
+                f"{reach:.0f} s vs {ref_time:.0f} s = {ref_time / reach:.1f}x sooner" if reach else "not reached"
+            )
     if "block" in runs:
         if "reference" not in runs:
             reach = time_to_reach(runs["block"], PUBLISHED["corr"])
