@@ -6,6 +6,13 @@ peft applies a different adapter to each row of a batch when `generate` gets
 then each adapter's low-rank update on its own rows). Rows are left-padded; each stops
 on `(답변 종료)`, EOS or its own token cap, so a short head does not wait for a long one.
 
+Candidate groups (early exit): rows of one head that carry an `accept` check are an
+ordered group of samples of which the caller keeps the first accepted one. The batch
+stops as soon as every row without a check has finished and every group is settled
+(its first accepted row has finished, every row before it finished and was rejected;
+or all its rows finished), so k candidates cost the steps of the one that is kept,
+not of the longest. Rows still running then come back with `cut=True`.
+
     >>> from ohlora.heads.generation import HeadRequest, generate_heads, load_heads  # doctest: +SKIP
     >>> model, tok = load_heads("models/base", {h: f"models/adapters/{h}" for h in HEADS})  # doctest: +SKIP
     >>> reply, memory = generate_heads(model, tok, [                                # doctest: +SKIP
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +49,9 @@ class HeadRequest:
     constrained: bool = False  # mask with the head's format (memory / eyes_mouth_pose only)
     max_new_tokens: int | None = None  # None: the head's SPEC §2 cap
     temperature: float | None = None  # None: the head's SPEC §2 temperature
+    # The caller's check of the answer (`Generated.text`); rows of one head with a check
+    # form an ordered candidate group that lets the batch stop early (module docstring).
+    accept: Callable[[str], bool] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         gen = config.GENERATION[self.head] if self.head in config.GENERATION else None
@@ -61,6 +72,8 @@ class Generated:
     closed: bool  # the row wrote `(답변 종료)` (or EOS) before its cap
     prompt_tokens: int = 0
     meta: dict = field(default_factory=dict)
+    cut: bool = False  # the batch stopped early (a candidate group was settled) while this row still ran
+    steps: int = 0  # forward passes the whole batch ran (= new columns; the same for every row)
 
 
 class RowTemperature(LogitsProcessor):
@@ -74,24 +87,74 @@ class RowTemperature(LogitsProcessor):
 
 
 class RowStop(StoppingCriteria):
-    """Row i is done once it wrote the end marker or `caps[i]` new tokens."""
+    """Row i is done once it wrote the end marker, EOS or `caps[i]` new tokens; done is sticky.
 
-    def __init__(self, tokenizer, prompt_width: int, caps: list[int], marker: str = formats.ANSWER_END):
+    `accepts[i]` (None: no check) and `heads[i]` define the candidate groups: when every
+    row without a check is done and every group is settled, every row is reported done,
+    which ends `generate` at once; `cut[i]` then marks the rows that had not finished.
+    A row's check sees its text decoded exactly as `generate_heads` decodes it after
+    generation (`_decode_row`), so the caller's own check agrees with the one made here.
+    """
+
+    def __init__(self, tokenizer, prompt_width: int, caps: list[int], marker: str = formats.ANSWER_END,
+                 accepts: list[Callable[[str], bool] | None] | None = None, heads: list[str] | None = None):
         self.tokenizer, self.width, self.caps, self.marker = tokenizer, prompt_width, caps, marker
         self.window = len(marker.encode("utf-8")) + 2  # a marker spans at most this many tokens
         self.closers = _closing_tokens(tokenizer, marker[-1])
+        self.eos = tokenizer.eos_token_id
+        n = len(caps)
+        self.accepts = list(accepts) if accepts is not None else [None] * n
+        self.finished = [False] * n
+        self.accepted: list[bool | None] = [None] * n
+        self.cut = [False] * n
+        self.groups: dict[str, list[int]] = {}
+        for i, check in enumerate(self.accepts):
+            if check is not None:
+                self.groups.setdefault(heads[i] if heads else "", []).append(i)
+        self.free = [i for i in range(n) if self.accepts[i] is None]
 
     def __call__(self, input_ids, scores, **kwargs) -> torch.BoolTensor:
         new = input_ids.shape[1] - self.width
-        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
         last = input_ids[:, -1].tolist()
         for i in range(input_ids.shape[0]):
-            if new >= self.caps[i]:
-                done[i] = True
+            if self.finished[i]:
+                continue
+            if new >= self.caps[i] or last[i] == self.eos:
+                done = True
             elif new > 0 and last[i] in self.closers:  # only a token holding ')' can finish the marker
                 tail = input_ids[i, max(self.width, input_ids.shape[1] - self.window) :].tolist()
-                done[i] = self.marker in self.tokenizer.decode(tail, skip_special_tokens=True)
-        return done
+                done = self.marker in self.tokenizer.decode(tail, skip_special_tokens=True)
+            else:
+                done = False
+            if done:
+                self.finished[i] = True
+                if self.accepts[i] is not None:
+                    ids = input_ids[i, self.width : self.width + self.caps[i]].tolist()
+                    self.accepted[i] = bool(self.accepts[i](_decode_row(self.tokenizer, ids)[0]))
+        if self.groups and not all(self.finished) and self._settled():
+            self.cut = [not f for f in self.finished]
+            return torch.ones(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        return torch.tensor(self.finished, dtype=torch.bool, device=input_ids.device)
+
+    def _settled(self) -> bool:
+        if not all(self.finished[i] for i in self.free):
+            return False
+        for rows in self.groups.values():
+            for i in rows:  # in order: the first accepted row settles, if all before it were rejected
+                if not self.finished[i]:
+                    return False
+                if self.accepted[i]:
+                    break
+        return True  # (a group whose rows all finished rejected is settled too)
+
+
+def _decode_row(tokenizer, ids: list[int]) -> tuple[str, str, list[int]]:
+    """(answer, raw continuation, ids up to and with EOS) of one row's new tokens."""
+    eos = tokenizer.eos_token_id
+    if eos in ids:
+        ids = ids[: ids.index(eos) + 1]
+    raw = tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    return formats.parse_generated(raw), raw, ids
 
 
 def _closing_tokens(tokenizer, char: str) -> frozenset[int]:
@@ -169,32 +232,33 @@ def generate_heads(
             # One adapter for the whole batch: the plain LoRA forward is cheaper than
             # peft's mixed-batch path (no per-layer sub-batch gather/scatter).
             model.set_adapter(names[0])
+    stop = RowStop(tokenizer, width, caps, accepts=[r.accept for r in requests], heads=[r.head for r in requests])
     with torch.inference_mode(), adapter_ctx:
         out = model.generate(
             **enc,
             do_sample=do_sample,
             max_new_tokens=max(caps),
             logits_processor=processors,
-            stopping_criteria=StoppingCriteriaList([RowStop(tokenizer, width, caps)]),
+            stopping_criteria=StoppingCriteriaList([stop]),
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
             **kwargs,
         )
+    steps = out.shape[1] - width  # one forward pass per new column, the prefill included
     results = []
     for i, r in enumerate(requests):
-        ids = out[i, width : width + caps[i]].tolist()
-        if tokenizer.eos_token_id in ids:
-            ids = ids[: ids.index(tokenizer.eos_token_id) + 1]
-        raw = tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        text, raw, ids = _decode_row(tokenizer, out[i, width : width + caps[i]].tolist())
         closed = formats.ANSWER_END in raw or (bool(ids) and ids[-1] == tokenizer.eos_token_id)
         results.append(
             Generated(
                 head=r.head,
-                text=formats.parse_generated(raw),
+                text=text,
                 raw=raw,
                 tokens=len(ids),
-                closed=closed,
+                closed=closed and not stop.cut[i],
                 prompt_tokens=int(prompt_tokens[i]),
+                cut=stop.cut[i],
+                steps=steps,
             )
         )
     return results
