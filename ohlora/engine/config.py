@@ -114,16 +114,25 @@ class EngineConfig:
         },
     )
     constrained: bool = field(default=True, metadata={"help": "constrain the memory and expression heads"})
+    # 3 candidates, measured with the early exit on (benchmarks/results/engine_latency.md: demo
+    # stand-ins, 96 turns, seed 0, one run; engine_step_cost.md: the 1.3B projection), k = 1/2/3/4:
+    #   generate calls a turn        2.69 / 2.21 / 2.03 / 2.09   (issue #4 target: 2)
+    #   decode steps vs reference    0.52 / 0.43 / 0.41 / 0.43
+    #   CPU wall vs reference        0.81 / 0.82 / 0.85 / 0.94   (tiny models: a step's cost grows with rows)
+    #   projected at 1.3B            0.55 / 0.47 / 0.49 / 0.51   (memory-bound step; 0.69/0.59/0.58/0.59 launch-bound)
+    # 2 and 3 tie on projected latency; 3 keeps the calls at 2 (2.02-2.12 over seeds 0-2 at 48
+    # turns, vs 2.02-2.40 for 2) and the tail short (max 3 calls vs 9); 4 adds rows and saves nothing.
     reply_candidates: int = field(
-        default=1,
+        default=3,
         metadata={
-            "help": "reply samples drawn per generate call; the first that passes the checks wins "
-            "(1 = the reference's one-at-a-time retries, fewer calls with more)"
+            "help": "reply samples per generate call; the batch stops once the first that passes the checks "
+            "(in order) has finished. 3: 2.03 calls a turn (2.69 with 1), decode steps 0.41x the reference, "
+            "projected 1.3B latency 0.49x (benchmarks/results/engine_latency.md, engine_step_cost.md)"
         },
     )
     summary_candidates: int = field(
-        default=1,
-        metadata={"help": "summary samples drawn per generate call; the first that passes its checks wins"},
+        default=3,
+        metadata={"help": "summary samples per generate call, early exit like the reply's (3: measured with the reply's)"},
     )
     min_reply_tokens: int = field(
         default=16,

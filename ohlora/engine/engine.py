@@ -6,6 +6,8 @@
 Each `generate` is one batch with a row per head and per-row adapters; the memory and
 expression rows are constrained (ohlora.heads.constraints), so they never need a retry.
 The reply keeps the reference checks with a retry cap and fallback; the summary too.
+Reply (summary) candidates carry the check as `accept`, so a batch of k candidates
+stops once the first passing one in order has finished (ohlora.heads.generation).
 
 Concurrency: turns of one user are serialised by a per-user lock (the summary carried
 between turns is per user); different users run concurrently up to the model, which
@@ -179,7 +181,8 @@ class Engine:
         t = time.perf_counter()
         reply_cap = self._reply_cap(final)
         n = max(1, cfg.reply_candidates)
-        rows = [HeadRequest("output_message", final, max_new_tokens=reply_cap) for _ in range(n)]
+        reply_ok = lambda s: self._reply_problem(s) is None  # noqa: E731
+        rows = [HeadRequest("output_message", final, max_new_tokens=reply_cap, accept=reply_ok) for _ in range(n)]
         rows.append(HeadRequest("memory", final, constrained=cfg.constrained))
         out = self._generate(rows, seed)
         answer, tries = self._first_passing(out[:n], self._reply_problem), n
@@ -199,7 +202,8 @@ class Engine:
 
         t = time.perf_counter()
         m = max(1, cfg.summary_candidates)
-        rows = [HeadRequest("summary", formats.head_input("summary", final, answer)) for _ in range(m)]
+        summary_ok = lambda s: formats.summary_problem(s) is None  # noqa: E731
+        rows = [HeadRequest("summary", formats.head_input("summary", final, answer), accept=summary_ok) for _ in range(m)]
         rows.append(
             HeadRequest("eyes_mouth_pose", formats.head_input("eyes_mouth_pose", final, answer), constrained=cfg.constrained)
         )
@@ -277,7 +281,11 @@ class Engine:
 
     @staticmethod
     def _first_passing(outs: list[Generated], problem) -> str | None:
+        """The first sample in order that passes; a row cut by the early exit is never
+        taken (it only runs after the settled one, and its text is unfinished)."""
         for o in outs:
+            if o.cut:
+                continue
             if problem(o.text) is None:
                 return o.text
         return None
@@ -299,5 +307,5 @@ class Engine:
             out = generate_heads(self.model, self.tokenizer, rows, top_k=self.config.top_k)
             self.generate_calls += 1
             self._calls[threading.get_ident()] += 1
-            self._steps[threading.get_ident()] += max(g.tokens for g in out)
+            self._steps[threading.get_ident()] += out[0].steps if out else 0  # forward passes run
         return out
