@@ -59,7 +59,7 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=d.seed, help=_help(TrainArgs, "seed"))
     p.add_argument("--mode", choices=("block", "reference"), default=d.mode, help=_help(TrainArgs, "mode"))
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 2e-5, the sentence-transformers fit() default the reference trained with)")
-    p.add_argument("--views", choices=("pair", "lines"), default=d.views, help=_help(TrainArgs, "views"))
+    p.add_argument("--views", choices=("auto", "pair", "lines"), default=d.views, help=_help(TrainArgs, "views"))
     p.add_argument("--fill-jamo", action="store_true", help=_help(TrainArgs, "fill_jamo"))
     p.add_argument("--device", default=None, help="cpu / cuda (default: cuda when available)")
     p.set_defaults(func=_train)

@@ -152,3 +152,12 @@ def test_lines_view_needs_five_columns_and_block_mode(tiny_bert_dir):
         train(None, None, base=tiny_bert_dir, args=TrainArgs(views="lines", epochs=1, valid_ratio=0.0), pairs=product_pairs(), progress=False)
     with pytest.raises(OhloraError, match="block-mode"):
         train(None, None, base=tiny_bert_dir, args=TrainArgs(mode="reference", views="lines"), pairs=line_pairs(), progress=False)
+
+
+def test_auto_views_picks_lines_only_when_the_csv_has_five_columns(tiny_bert_dir, tmp_path):
+    import json
+
+    for pairs, expected in ((line_pairs(), "lines"), (product_pairs(), "pair")):
+        out = tmp_path / expected
+        train(None, out, base=tiny_bert_dir, args=TrainArgs(epochs=1, valid_ratio=0.0), pairs=pairs, progress=False)
+        assert json.loads((out / "train_args.json").read_text(encoding="utf-8"))["views"] == expected
