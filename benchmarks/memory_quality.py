@@ -96,8 +96,8 @@ def run_mode(mode: str, epochs: int, lr: float | None, train_pairs, test_pairs, 
         _save_partial(mode, per_epoch)
 
     args = TrainArgs(mode=mode, epochs=epochs, lr=lr, max_steps=max_steps, fill_jamo=fill_jamo, views=views).resolved()
-    # The extra pairs join the train side only (after the reference rows' own 90/10 split,
-    # so the valid rows stay the reference's).
+    # The extra pairs join the train CSV's rows before train()'s usual random 90/10 row
+    # split (its valid figures are logged only); the test pairs stay the reference's.
     pairs = train_pairs + (extra_pairs or [])
     result = train(None, None, base=base, args=args, pairs=pairs, on_epoch=on_epoch, progress=False)
     spe = steps_per_epoch(mode, pairs, args)
