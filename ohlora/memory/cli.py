@@ -51,7 +51,7 @@ def register(subparsers) -> None:
 
     d = TrainArgs()
     p = sub.add_parser("train", help="fine-tune the memory encoder on a pair CSV (SPEC §4)")
-    p.add_argument("pairs", metavar="PAIRS.csv")
+    p.add_argument("pairs", metavar="PAIRS.csv", nargs="+", help="one or more pair CSVs, trained on together")
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="folder to save the Sentence-Transformer in")
     p.add_argument("--base", default=config.DEFAULT_MEMORY_ENCODER, help=f"encoder to start from: hub id, folder or 'bundled' (default: {config.DEFAULT_MEMORY_ENCODER})")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: 10, SPEC §4)")
@@ -108,7 +108,10 @@ def _train(args) -> int:
         mode=args.mode, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, fill_jamo=args.fill_jamo,
         views=args.views,
     ).resolved()  # None epochs/lr -> the mode's default
-    result = train(args.pairs, args.out, base=args.base, args=targs, device=args.device)
+    from ohlora.memory.pairs import read_pairs
+
+    pairs = [p for path in args.pairs for p in read_pairs(path)]  # every file checked before a model loads
+    result = train(", ".join(args.pairs), args.out, base=args.base, args=targs, device=args.device, pairs=pairs)
     v = result.history[-1] if result.history else {}
     print(
         f"saved {args.out} ({args.mode} mode, {targs.epochs} epochs, {result.seconds:.1f} s); "

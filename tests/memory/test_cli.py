@@ -149,6 +149,19 @@ def test_train_eval_pick_end_to_end(combs, tmp_path, tiny_bert_dir, capsys):
     assert (report / "scatter.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_train_reads_several_pair_csvs_and_a_bad_second_one_stops_it(combs, tmp_path, tiny_bert_dir, capsys):
+    pairs, model = tmp_path / "pairs.csv", tmp_path / "model"
+    assert main(["memory", "make-pairs", str(combs), "--out", str(pairs), "--teacher", tiny_bert_dir]) == 0
+    bad = tmp_path / "bad.csv"
+    bad.write_text("memory_0,user_prompt_1,similarity_score\n[a: b],안녕,높음\n", encoding="utf-8")
+    assert main(["memory", "train", str(pairs), str(bad), "--out", str(model), "--base", tiny_bert_dir]) == 1
+    one_error_line(capsys, "bad.csv:2:")
+    assert not model.exists()
+    # both files are read and trained on together; five-column rows select the lines view by default
+    assert main(["memory", "train", str(pairs), str(pairs), "--out", str(model), "--base", tiny_bert_dir, "--epochs", "1"]) == 0
+    assert json.loads((model / "train_args.json").read_text())["views"] == "lines"
+
+
 def _expected_scores(model_dir, items, prompt):
     from ohlora.models import load_sentence_encoder
 
