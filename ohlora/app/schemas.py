@@ -128,6 +128,12 @@ class Summary(BaseModel):
     summary: str = Field(description="carried into the user's next turn (SPEC §1.6); '' when none")
 
 
+class AvatarSettings(BaseModel):
+    """What the page's avatar needs from the server (`GET /api/avatar`)."""
+
+    idle: Scores = Field(description="the idle (base) scores she rests at between answers: config.IDLE_SCORES (SPEC §1 step 7)")
+
+
 class Health(BaseModel):
     status: str = "ok"
     engine: str = Field(description="class name of the engine serving the API")

@@ -23,10 +23,11 @@ from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from ohlora.app.schemas import (
+    AvatarSettings,
     ChatRequest,
     ErrorOut,
     Forgotten,
@@ -38,6 +39,7 @@ from ohlora.app.schemas import (
     check_key,
     check_user_id,
 )
+from ohlora.config import IDLE_SCORES
 from ohlora.engine.result import ChatEngine
 from ohlora.errors import OhloraError
 
@@ -53,6 +55,24 @@ _ERRORS = {
     429: {"model": ErrorOut, "description": "too many requests of this user waiting"},
     422: {"model": ErrorOut, "description": "invalid user id, message or key"},
 }
+
+# FastAPI's /docs and /redoc load Swagger UI / ReDoc from a CDN (and start them with an
+# inline script, which PAGE_CSP forbids): blank on an air-gapped machine. They are off;
+# /docs and /redoc answer with this page instead, pointing to the schema they would show.
+API_DOCS_PAGE = """<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Oh-LoRA API</title>
+<link rel="icon" href="/static/favicon.svg" type="image/svg+xml"></head>
+<body>
+<h1>Oh-LoRA (오로라) HTTP API</h1>
+<p>Interactive API docs (Swagger UI, ReDoc) are not served: they load their scripts
+from a CDN, and this server works offline.</p>
+<p>The OpenAPI schema: <a href="/openapi.json">/openapi.json</a> (load it into any
+OpenAPI viewer or client generator). The endpoints are described in docs/app.md.</p>
+<p><a href="/">Back to 오로라</a></p>
+</body>
+</html>
+"""
 
 
 class UserBusy(Exception):
@@ -166,6 +186,8 @@ def create_app(engine: ChatEngine, *, max_pending_per_user: int = MAX_PENDING_PE
         title=title,
         version="0.1.0",
         description="Chat with 오로라, see and correct what she remembers. One user id per browser session.",
+        docs_url=None,  # Swagger UI / ReDoc need a CDN: see API_DOCS_PAGE
+        redoc_url=None,
     )
     app.state.engine = engine
     locks = UserLocks(max_pending_per_user)
@@ -185,7 +207,7 @@ def create_app(engine: ChatEngine, *, max_pending_per_user: int = MAX_PENDING_PE
     @app.middleware("http")
     async def _page_policy(request: Request, call_next):
         response = await call_next(request)
-        if not request.url.path.startswith("/api") and request.url.path not in ("/openapi.json", "/docs", "/redoc"):
+        if not request.url.path.startswith("/api") and request.url.path != "/openapi.json":
             response.headers["Content-Security-Policy"] = PAGE_CSP
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response
@@ -196,9 +218,20 @@ def create_app(engine: ChatEngine, *, max_pending_per_user: int = MAX_PENDING_PE
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
+    @app.get("/docs", include_in_schema=False)
+    @app.get("/redoc", include_in_schema=False)
+    def api_docs():
+        return HTMLResponse(API_DOCS_PAGE)
+
     @app.get("/healthz", response_model=Health, tags=["service"])
     def healthz() -> Health:
         return Health(status="ok", engine=type(engine).__name__)
+
+    @app.get("/api/avatar", response_model=AvatarSettings, tags=["avatar"])
+    def avatar() -> AvatarSettings:
+        """The avatar's idle scores (SPEC §1 step 7), which the page reads at start-up so
+        that config.IDLE_SCORES is their one source."""
+        return AvatarSettings(idle=IDLE_SCORES)
 
     @app.post("/api/chat", response_model=TurnResponse, responses=_ERRORS, tags=["chat"])
     def chat(request: ChatRequest) -> dict:

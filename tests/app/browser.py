@@ -32,8 +32,11 @@ def require_chromium() -> None:
 
 
 @contextmanager
-def chromium_page(width: int = 1280, height: int = 800, scale: float = 1.0, timeout: float = 20.0):
-    """A fresh page in a fresh headless Chromium; script and console errors fail the test."""
+def chromium_page(width: int = 1280, height: int = 800, scale: float = 1.0, timeout: float = 20.0,
+                  expected_console: tuple[str, ...] = ()):
+    """A fresh page in a fresh headless Chromium; script and console errors fail the test,
+    but for console errors containing one of `expected_console` (a test that makes a
+    request fail on purpose expects Chromium's 'Failed to load resource' line)."""
     from playwright.sync_api import sync_playwright
 
     errors: list[str] = []
@@ -43,7 +46,8 @@ def chromium_page(width: int = 1280, height: int = 800, scale: float = 1.0, time
             page = browser.new_page(viewport={"width": width, "height": height}, device_scale_factor=scale)
             page.on("pageerror", lambda e: errors.append(str(e)))
             # console errors include CSP violations and failed loads (a missing file)
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("console", lambda m: errors.append(m.text)
+                    if m.type == "error" and not any(e in m.text for e in expected_console) else None)
             page.set_default_timeout(timeout * 1000)
             yield page
         finally:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 import pytest
+
+from ohlora.app.server import STATIC_DIR
+from ohlora.config import IDLE_SCORES
 
 
 def chat(client, user, message):
@@ -182,7 +186,11 @@ def test_bad_key_in_path_gets_422(client):
 def test_openapi_schema_describes_the_api(client):
     schema = client.get("/openapi.json").json()
     paths = schema["paths"]
-    assert {"/api/chat", "/api/memory/{user}", "/api/memory/{user}/{key}", "/api/summary/{user}", "/healthz"} <= set(paths)
+    assert {"/api/chat", "/api/memory/{user}", "/api/memory/{user}/{key}", "/api/summary/{user}", "/api/avatar", "/healthz"} <= set(paths)
+    assert paths["/api/avatar"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/AvatarSettings"
+    )
+    assert "/docs" not in paths and "/redoc" not in paths
     assert paths["/api/chat"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
         "/TurnResponse"
     )
@@ -201,3 +209,51 @@ def test_page_and_static_files_are_served_offline_only(client):
         assert s.status_code == 200
         assert "http://" not in s.text and "https://" not in s.text
     assert client.get("/static/../server.py").status_code == 404
+
+
+def test_avatar_idle_scores_are_the_configs(client):
+    r = client.get("/api/avatar")
+    assert r.status_code == 200
+    assert r.json() == {"idle": IDLE_SCORES}  # exactly config.IDLE_SCORES (SPEC §1 step 7), one source
+
+
+# `key: number` in JavaScript source (object literals), e.g. `eyes: 0.2` or `"mouth":1`
+_JS_SCORE = re.compile(r"""["']?\b(eyes|mouth|pose)\b["']?\s*:\s*(-?(?:\d+\.?\d*|\.\d+)(?:e-?\d+)?)(?![\w.])""")
+
+
+def _idle_literals(js: str) -> list[str]:
+    """Places where JavaScript source writes an idle score of config.IDLE_SCORES as a literal:
+    a `key: value` with the idle value of a key that is not 0 (0 is also a sway offset), or
+    an object literal {eyes, mouth, pose} whose numbers are all the idle scores."""
+    found = [m.group(0) for m in _JS_SCORE.finditer(js)
+             if IDLE_SCORES[m.group(1)] != 0 and float(m.group(2)) == IDLE_SCORES[m.group(1)]]
+    for obj in re.findall(r"\{[^{}]*\}", js):
+        nums = {k: float(v) for k, v in _JS_SCORE.findall(obj)}
+        if nums.keys() >= IDLE_SCORES.keys() and all(nums[k] == v for k, v in IDLE_SCORES.items()):
+            found.append(obj)
+    return found
+
+
+def test_app_js_has_no_copy_of_the_idle_scores():
+    js = (STATIC_DIR / "app.js").read_text(encoding="utf-8")
+    assert _idle_literals(js) == []
+    assert '"/api/avatar"' in js  # it reads them from the server instead
+    # the check catches the constant app.js used to carry, and the calm branch's zero offsets are not idle scores
+    assert _idle_literals("const IDLE = { eyes: 0.2, mouth: 1.0, pose: 0.0 };")
+    assert _idle_literals("const X = {pose: 0, eyes: .2, 'mouth': 1};")
+    assert not _idle_literals("return { eyes: 0, mouth: 0, pose: 0, breath: 0 }; eyes: 0.03 * s")
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc"])
+def test_docs_pages_point_to_the_schema_and_load_nothing_from_elsewhere(client, path):
+    r = client.get(path)
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/html")
+    assert 'href="/openapi.json"' in r.text
+    # FastAPI's own pages load Swagger UI / ReDoc from a CDN and start them with an inline script
+    assert "http://" not in r.text and "https://" not in r.text and "<script" not in r.text.lower()
+    assert "<style" not in r.text.lower() and "style=" not in r.text.lower()
+    csp = r.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "http" not in csp and "*" not in csp
+    assert client.get("/openapi.json").status_code == 200  # the link works
+    assert client.get(path + "/oauth2-redirect").status_code == 404  # no Swagger leftovers

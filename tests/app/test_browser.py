@@ -13,6 +13,7 @@ import pytest
 from browser import chromium_page, require_chromium, wait_js
 from ohlora.app.background import serve_in_background
 from ohlora.app.server import create_app
+from ohlora.config import IDLE_SCORES
 
 pytestmark = pytest.mark.browser
 
@@ -156,7 +157,7 @@ def test_avatar_eases_on_a_cosine_holds_returns_to_idle_and_blinks(fake_engine):
         return {t: a.lastFrame, start: a.start, dur: a.duration, phase: a.phase,
                 cur: {...a.current}, from: {...a.from}, to: {...a.target},
                 shown: {eyes: +d.eyes, mouth: +d.mouth, pose: +d.pose}, blink: d.blink}; })()"""
-    idle = {"eyes": 0.2, "mouth": 1.0, "pose": 0.0}  # SPEC §1 step 7
+    idle = IDLE_SCORES  # SPEC §1 step 7; the page reads them from GET /api/avatar
     with serve_in_background(create_app(fake_engine)) as url, chromium_page() as page:
         page.goto(url)
         wait_js(page, "window.ohloraPage && window.ohloraPage.avatar.lastFrame > 0")
@@ -205,6 +206,62 @@ def test_avatar_eases_on_a_cosine_holds_returns_to_idle_and_blinks(fake_engine):
         # after holding, back to idle exactly
         wait_js(page, "window.ohloraPage.avatar.phase === 'idle'", timeout=20)
         assert page.evaluate(probe)["cur"] == pytest.approx(idle, abs=1e-9)
+
+
+def test_avatar_waits_still_for_the_idle_scores_and_recovers(fake_engine):
+    """While GET /api/avatar fails the avatar stays still (no animation, no numbers of its
+    own) and keeps an answer; the page retries, then rests at the server's idle scores
+    and shows the kept answer, easing from idle."""
+    require_chromium()
+    failing, calls = [True], []
+
+    def avatar_route(route):
+        calls.append(failing[0])
+        if failing[0]:
+            route.fulfill(status=503, content_type="application/json", body='{"detail": "down", "errors": []}')
+        else:
+            route.continue_()
+
+    with serve_in_background(create_app(fake_engine)) as url, \
+            chromium_page(expected_console=("Failed to load resource",)) as page:
+        page.route("**/api/avatar", avatar_route)
+        page.goto(url)
+        wait_js(page, "window.ohloraPage !== undefined")
+        wait_js(page, "document.getElementById('summary').textContent !== ''")
+        page.wait_for_timeout(1200)  # long enough for the first retries (0.5 s, then 1 s)
+        assert len(calls) >= 2 and all(calls)
+        state = page.evaluate("(() => { const a = window.ohloraPage.avatar; return {phase: a.phase, idle: a.idle, "
+                              "cur: a.current, frame: a.lastFrame === undefined, data: {...a.svg.dataset}}; })()")
+        assert state["phase"] == "loading" and state["idle"] is None and state["cur"] is None and state["frame"]
+        assert state["data"]["phase"] == "loading" and "eyes" not in state["data"]  # still, neutral SVG drawing
+
+        answer = {"eyes": 1.1, "mouth": 1.5, "pose": 1.2}
+        page.evaluate(f"window.ohloraPage.avatar.express({answer})")
+        assert page.evaluate("window.ohloraPage.avatar.phase") == "loading"  # kept, not shown yet
+
+        failing[0] = False
+        wait_js(page, "window.ohloraPage.avatar.idle !== null", timeout=10)  # next retry within 5 s
+        s = page.evaluate("(() => { const a = window.ohloraPage.avatar; return {idle: a.idle, from: a.from, to: a.target, phase: a.phase}; })()")
+        assert s["idle"] == IDLE_SCORES
+        assert s["phase"] in ("react", "hold") and s["to"] == pytest.approx(answer)
+        assert s["from"] == pytest.approx(IDLE_SCORES)
+        wait_avatar_reaches(page, answer)
+        assert calls[-1] is False
+
+
+def test_docs_page_points_to_the_schema_under_the_csp(fake_engine):
+    """/docs renders under the page's CSP with nothing blocked (no CDN, no inline code) and
+    its link leads to the OpenAPI schema."""
+    require_chromium()
+    with serve_in_background(create_app(fake_engine)) as url, chromium_page() as page:
+        requested = []
+        page.on("request", lambda r: requested.append(r.url))
+        page.goto(url + "/docs")
+        assert "/openapi.json" in page.locator("body").inner_text()
+        assert page.title() == "Oh-LoRA API"
+        assert all(u.startswith(url) for u in requested), requested
+        link = page.evaluate("document.querySelector('a[href=\"/openapi.json\"]').href")
+        assert "/api/avatar" in httpx.get(link).json()["paths"]  # (not opened in Chromium: its JSON view asks for /favicon.ico)
 
 
 def test_phone_width_layout_stacks_without_overlap(fake_engine):

@@ -2,12 +2,14 @@
 // expression scores (SPEC §1 step 7). No build step, no libraries, nothing fetched
 // from elsewhere. The avatar's shown state is mirrored on the <svg> as data-eyes,
 // data-mouth, data-pose (score units), data-blink and data-phase for tests.
+// The idle scores come from the server (GET /api/avatar = config.IDLE_SCORES), never
+// from a copy here that could drift from it.
 "use strict";
 
 // ---------------------------------------------------------------------------
 // Avatar
 // ---------------------------------------------------------------------------
-const IDLE = { eyes: 0.2, mouth: 1.0, pose: 0.0 }; // SPEC §1 step 7: idle (base) scores
+const SCORE_KEYS = ["eyes", "mouth", "pose"];
 const EASE_MS = 900; // to the answer's expression
 const HOLD_MS = 2600; // keep it while the answer is read
 const RETURN_MS = 1600; // back to idle
@@ -39,18 +41,49 @@ class Avatar {
       eyeballs: Array.from(svg.querySelectorAll(".eyeball")),
       lashes: Array.from(svg.querySelectorAll(".lash")),
     };
-    this.current = { ...IDLE };
-    this.from = { ...IDLE };
-    this.target = { ...IDLE };
+    // Until the idle scores arrive (setIdle) she is not animated: the SVG shows its
+    // still, neutral drawing and data-phase is "loading". There is deliberately no
+    // fallback copy of the idle numbers (a copy would silently drift from the server's);
+    // a still face is the safe state if the request keeps failing. An answer that comes
+    // first is kept (pending) and shown as soon as the idle state is known.
+    this.idle = null;
+    this.pending = null;
+    this.current = null;
+    this.from = null;
+    this.target = null;
     this.start = 0;
     this.duration = 1;
-    this.phase = "idle";
+    this.phase = "loading";
+    svg.dataset.phase = "loading";
     this.holdUntil = 0;
     this.nextBlink = performance.now() + 1500;
     this.blinkStart = -1;
     this.seed = [Math.random(), Math.random(), Math.random(), Math.random()].map((x) => x * 6.283);
     this.calm = window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+  }
+
+  // The idle (base) scores, SPEC §1 step 7, from GET /api/avatar. The first call starts
+  // the animation (at rest at these scores, then any answer that came meanwhile).
+  setIdle(scores) {
+    const idle = {};
+    for (const k of SCORE_KEYS) {
+      idle[k] = Number(scores && scores[k]);
+      if (!Number.isFinite(idle[k])) throw new Error(`idle score ${k} is not a number`);
+    }
+    const first = this.idle === null;
+    this.idle = idle;
+    if (!first) return;
+    this.current = { ...idle };
+    this.from = { ...idle };
+    this.target = { ...idle };
+    this.phase = "idle";
+    this.nextBlink = performance.now() + 1500;
     requestAnimationFrame((t) => this.frame(t));
+    if (this.pending) {
+      const p = this.pending;
+      this.pending = null;
+      this.express(p);
+    }
   }
 
   moveTo(target, duration, phase) {
@@ -59,11 +92,15 @@ class Avatar {
     this.start = performance.now();
     this.duration = duration;
     this.phase = phase;
-    for (const k of ["eyes", "mouth", "pose"]) this.svg.dataset["target" + k[0].toUpperCase() + k.slice(1)] = this.target[k].toFixed(3);
+    for (const k of SCORE_KEYS) this.svg.dataset["target" + k[0].toUpperCase() + k.slice(1)] = this.target[k].toFixed(3);
   }
 
   express(scores) {
     if (!scores) return;
+    if (this.idle === null) {
+      this.pending = scores; // shown once the idle state is known (setIdle)
+      return;
+    }
     this.moveTo({ eyes: +scores.eyes, mouth: +scores.mouth, pose: +scores.pose }, EASE_MS, "react");
     this.nextBlink = performance.now() + EASE_MS + 400 + Math.random() * 1200;
   }
@@ -72,7 +109,7 @@ class Avatar {
     if (this.phase === "react" || this.phase === "return") {
       const u = clamp((now - this.start) / this.duration, 0, 1);
       const e = cosineEase(u);
-      for (const k of ["eyes", "mouth", "pose"]) this.current[k] = this.from[k] + (this.target[k] - this.from[k]) * e;
+      for (const k of SCORE_KEYS) this.current[k] = this.from[k] + (this.target[k] - this.from[k]) * e;
       if (u >= 1) {
         if (this.phase === "react") {
           this.phase = "hold";
@@ -82,7 +119,7 @@ class Avatar {
         }
       }
     } else if (this.phase === "hold" && now >= this.holdUntil) {
-      this.moveTo(IDLE, RETURN_MS, "return");
+      this.moveTo(this.idle, RETURN_MS, "return");
     }
   }
 
@@ -235,6 +272,20 @@ class Page {
     $("reset-btn").addEventListener("click", () => this.resetSummary());
     this.greet();
     this.refresh();
+    this.loadIdle();
+  }
+
+  // The avatar's idle scores from the server. On failure (server restarting, a proxy
+  // hiccup) retry with a growing pause, capped at 5 s: meanwhile the avatar stays still
+  // and neutral (see Avatar), and chat works as usual.
+  async loadIdle(attempt = 0) {
+    try {
+      const r = await api("GET", "/api/avatar");
+      this.avatar.setIdle(r.idle);
+    } catch (_) {
+      const pause = Math.min(5000, 500 * 2 ** attempt);
+      setTimeout(() => this.loadIdle(attempt + 1), pause);
+    }
   }
 
   greet() {
