@@ -49,8 +49,13 @@ def compact(text: str) -> str:
 
 # --- memory items ----------------------------------------------------------------------
 # One `[key: value]`; neither part may hold brackets, the key no colon. The value may
-# hold a colon ("7:30"), so we split on the first one.
-_MEMORY_RE = re.compile(r"^\[\s*([^\[\]:]+?)\s*:\s*([^\[\]]+?)\s*\]$")
+# hold a colon ("7:30"), so we split on the first one; but not a colon followed by white
+# space, the key/value separator itself: `[상태: 일정: 날씨]` is a second item squeezed
+# into the value (the demo's memory head wrote it), not one fact. The value group keeps
+# its trailing spaces so `[키: 값: ]` counts too, as in the memory head's decoding
+# grammar (heads/constraints.py masks ':' + white space anywhere in the value).
+_MEMORY_RE = re.compile(r"^\[\s*([^\[\]:]+?)\s*:\s*([^\[\]]+)\]$")
+_VALUE_SEPARATOR = re.compile(r":\s")
 _COMBINATION_RE = re.compile(r"^(\[[^\[\]]*\])\s*(.*)$")
 
 
@@ -73,12 +78,13 @@ class MemoryItem:
 
 
 def parse_memory(text: str) -> MemoryItem | None:
-    """Parse exactly one `[key: value]` (normalized); None if the text is anything else."""
+    """Parse exactly one `[key: value]` (normalized); None if the text is anything else,
+    including a value that holds `: ` (a colon then white space; `7:30` is fine)."""
     m = _MEMORY_RE.match(normalize(text))
     if not m:
         return None
     key, value = m.group(1).strip(), m.group(2).strip()
-    if not key or not value:
+    if not key or not value or _VALUE_SEPARATOR.search(m.group(2)):
         return None
     return MemoryItem(key, value)
 

@@ -82,6 +82,9 @@ def test_normalize_nfc_zero_width_and_spaces():
         ("[오늘 일정: 친구랑 카페 방문]", "오늘 일정", "친구랑 카페 방문"),
         ("[ 알람 시간 :  7:30 ]", "알람 시간", "7:30"),
         ("[좋아하는 가수: 아이유 💜]", "좋아하는 가수", "아이유 💜"),
+        ("[내일 일정: 7:30 기상]", "내일 일정", "7:30 기상"),  # a colon without a space is text
+        ("[메모: 비율 16:9로 찍기]", "메모", "비율 16:9로 찍기"),
+        ("[메모: 끝이 콜론:]", "메모", "끝이 콜론:"),
     ],
 )
 def test_parse_memory_valid(text, key, value):
@@ -89,7 +92,22 @@ def test_parse_memory_valid(text, key, value):
 
 
 @pytest.mark.parametrize(
-    "text", ["", "오늘 일정: 카페", "[오늘 일정 카페]", "[: 카페]", "[오늘 일정: ]", "[a: b] [c: d]", "[a: b] 뒤에 글"]
+    "text",
+    [
+        "",
+        "오늘 일정: 카페",
+        "[오늘 일정 카페]",
+        "[: 카페]",
+        "[오늘 일정: ]",
+        "[a: b] [c: d]",
+        "[a: b] 뒤에 글",
+        # ': ' in the value is a second key/value separator, not one fact
+        "[상태: 일정: 날씨]",
+        "[상태: 일정:\t날씨]",
+        "[상태: 일정:\u202f날씨]",  # any white space, not only ' '
+        "[키:: 값]",
+        "[키: 값: ]",
+    ],
 )
 def test_parse_memory_rejects(text):
     assert formats.parse_memory(text) is None
@@ -99,6 +117,9 @@ def test_memory_output_empty_is_valid_nothing():
     assert formats.parse_memory_output("   ") == (True, None)
     assert formats.parse_memory_output("[x: y]") == (True, MemoryItem("x", "y"))
     assert formats.parse_memory_output("[x y]") == (False, None)
+    # the unconstrained pipeline's format check: this answer is rejected (and retried)
+    assert formats.parse_memory_output("[상태: 일정: 날씨]") == (False, None)
+    assert formats.parse_memory_output("[알람: 7:30]") == (True, MemoryItem("알람", "7:30"))
 
 
 def test_canonical_key_alias_and_state():
@@ -113,7 +134,9 @@ def test_combination_line_parses_and_aliases():
     assert prompt == "로라야 노래 추천해줘"
 
 
-@pytest.mark.parametrize("line", ["[오늘 날씨: 비 우산 챙겨야지", "[: 비] 우산", "[오늘 날씨: ] 우산", "[오늘 날씨: 비]"])
+@pytest.mark.parametrize(
+    "line", ["[오늘 날씨: 비 우산 챙겨야지", "[: 비] 우산", "[오늘 날씨: ] 우산", "[오늘 날씨: 비]", "[상태: 일정: 날씨] 오늘 뭐해?"]
+)
 def test_combination_line_errors(line):
     with pytest.raises(formats.CombinationLineError):
         formats.parse_combination_line(line)
