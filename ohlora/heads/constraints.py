@@ -5,7 +5,8 @@ expression 3, then defaults; SPEC §2). Here each structured row of a batch carr
 constraint that masks, at every step, the tokens that would make the output invalid:
 
 * memory head: nothing, or exactly one `[key: value]`, then `(답변 종료)`. A byte-level
-  state machine (keys without `[]:`, values without `[]`, valid UTF-8, no invisible
+  state machine (keys without `[]:`, values without `[]` and without a colon followed by
+  white space (`7:30` yes, `일정: 날씨` no: formats.parse_memory), valid UTF-8, no invisible
   characters, lengths capped) that also knows the token budget: a token is allowed only
   if the answer can still be closed within the head's cap, so a row never runs out of
   tokens half-way through an item.
@@ -150,6 +151,11 @@ def _char_ok(ch: str) -> bool:
     return unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
 
 
+def _has_separator(text: str) -> bool:
+    """Whether `text` holds ':' followed by white space (formats.parse_memory's rule)."""
+    return any(a == ":" and b.isspace() for a, b in zip(text, text[1:]))
+
+
 # --- the memory item state machine ---------------------------------------------------------
 START, KEY, VALUE, AFTER, MARKER, DONE = range(6)
 _MARKER = formats.ANSWER_END.encode("utf-8")
@@ -170,7 +176,10 @@ class MemoryLimits:
 
 
 # A state: (phase, partial char bytes, chars, has non-space, aux). aux = spaces seen in
-# START/AFTER, bytes of the marker matched in MARKER.
+# START/AFTER, bytes of the marker matched in MARKER, 1 in VALUE if the last complete
+# character was ':' (then no white space may follow: formats.parse_memory refuses `: `
+# in a value; the flag survives a partial character, so a space split over tokens, or
+# U+202F over three byte tokens, is caught when it completes). 0 in KEY.
 State = tuple
 
 
@@ -204,8 +213,10 @@ def _step(state: State, data: bytes, limits: MemoryLimits) -> State | None:
                 if len(partial) == _utf8_len(partial[0]):
                     if not _complete_ok(partial):
                         return None
-                    nonspace = nonspace or not partial.decode("utf-8").isspace()
-                    partial = b""
+                    space = partial.decode("utf-8").isspace()
+                    if space and aux:  # ':' then white space: a second separator
+                        return None
+                    nonspace, partial, aux = nonspace or not space, b"", 0
                 elif not _valid_partial(partial):
                     return None
             elif b == _CLOSERS[phase]:
@@ -213,10 +224,11 @@ def _step(state: State, data: bytes, limits: MemoryLimits) -> State | None:
                     return None
                 phase, partial, chars, nonspace, aux = (VALUE, b"", 0, False, 0) if phase == KEY else (AFTER, b"", 0, False, 0)
             elif b < 0x80:
-                if b in _FORBID[phase] or chars + 1 > cap:
+                if b in _FORBID[phase] or chars + 1 > cap or (aux and b == 0x20):
                     return None
                 chars += 1
                 nonspace = nonspace or b != 0x20
+                aux = int(b == 0x3A)  # only reachable in VALUE: ':' closes a KEY above
             elif _valid_partial(bytes([b])) and chars + 1 <= cap:
                 partial, chars = bytes([b]), chars + 1  # a started character counts against the cap
             else:
@@ -245,6 +257,7 @@ class MemoryConstraint:
         lead_free = np.zeros(n, bool)  # starts on a character boundary, valid UTF-8 (tail may be partial)
         forbid_key = np.ones(n, bool)
         forbid_val = np.ones(n, bool)
+        space_lead = np.zeros(n, bool)  # first character complete and white space
         nchars = np.zeros(n, np.int64)
         nonspace = np.zeros(n, bool)
         tail = np.zeros(n, np.int64)  # bytes still needed to finish the last character
@@ -271,8 +284,13 @@ class MemoryConstraint:
             lead_free[i] = True
             nchars[i], nonspace[i], tail[i] = feats
             forbid_key[i] = any(x in _FORBID_KEY for x in b if x < 0x80)
-            forbid_val[i] = any(x in _FORBID_VALUE for x in b if x < 0x80)
+            # ': ' inside the token (a partial tail is judged when it completes, by _step)
+            text = b.decode("utf-8", errors="ignore")  # drops only the partial tail
+            forbid_val[i] = any(x in _FORBID_VALUE for x in b if x < 0x80) or _has_separator(text)
+            space_lead[i] = text[:1].isspace()
         self.fast = {KEY: lead_free & ~forbid_key, VALUE: lead_free & ~forbid_val}
+        # After a ':' in the value: the fast tokens that do not begin with white space.
+        self.fast_after_colon = self.fast[VALUE] & ~space_lead
         self.nchars, self.nonspace, self.tail = nchars, nonspace, tail
         self.slow = {KEY: np.array(has_colon, np.int64), VALUE: np.array(has_rbracket, np.int64)}
         self.cont_start = np.array(cont_start, np.int64)
@@ -391,7 +409,8 @@ class MemoryCursor:
             n = spec.n
             cap = spec.limits.key_chars if phase == KEY else spec.limits.value_chars
             need = spec.tail + spec._rest(phase, nonspace | spec.nonspace | (spec.tail > 0))
-            mask[:n] = spec.fast[phase] & (chars + spec.nchars <= cap) & (need <= left)
+            fast = spec.fast_after_colon if aux else spec.fast[phase]  # aux: VALUE after ':'
+            mask[:n] = fast & (chars + spec.nchars <= cap) & (need <= left)
             candidates = spec.slow[phase]
         elif phase in (KEY, VALUE):
             candidates = spec.cont_start
