@@ -115,19 +115,19 @@ class EngineConfig:
     )
     constrained: bool = field(default=True, metadata={"help": "constrain the memory and expression heads"})
     # 3 candidates, measured with the early exit on (benchmarks/results/engine_latency.md: demo
-    # stand-ins, 96 turns, seed 0, one run; engine_step_cost.md: the 1.3B projection), k = 1/2/3/4:
-    #   generate calls a turn        2.69 / 2.21 / 2.03 / 2.09   (issue #4 target: 2)
-    #   decode steps vs reference    0.52 / 0.43 / 0.41 / 0.43
-    #   CPU wall vs reference        0.81 / 0.82 / 0.85 / 0.94   (tiny models: a step's cost grows with rows)
-    #   projected at 1.3B            0.55 / 0.47 / 0.49 / 0.51   (memory-bound step; 0.69/0.59/0.58/0.59 launch-bound)
+    # stand-ins, 96 turns, seed 0, one run on a quiet machine; engine_step_cost.md: the 1.3B projection), k = 1/2/3/4:
+    #   generate calls a turn        2.69 / 2.21 / 2.04 / 2.08   (issue #4 target: 2)
+    #   decode steps vs reference    0.50 / 0.42 / 0.41 / 0.41
+    #   CPU wall vs reference        0.75 / 0.75 / 0.79 / 0.86   (tiny models: a step's cost grows with rows)
+    #   projected at 1.3B            0.51 / 0.44 / 0.45 / 0.47   (memory-bound step; 0.67/0.58/0.57/0.56 launch-bound)
     # 2 and 3 tie on projected latency; 3 keeps the calls at 2 (2.02-2.12 over seeds 0-2 at 48
-    # turns, vs 2.02-2.40 for 2) and the tail short (max 3 calls vs 9); 4 adds rows and saves nothing.
+    # turns, vs 2.02-2.40 for 2) and the tail short (max 4 calls vs 9); 4 adds rows and saves nothing.
     reply_candidates: int = field(
         default=3,
         metadata={
             "help": "reply samples per generate call; the batch stops once the first that passes the checks "
-            "(in order) has finished. 3: 2.03 calls a turn (2.69 with 1), decode steps 0.41x the reference, "
-            "projected 1.3B latency 0.49x (benchmarks/results/engine_latency.md, engine_step_cost.md)"
+            "(in order) has finished. 3: 2.04 calls a turn (2.69 with 1), decode steps 0.41x the reference, "
+            "projected 1.3B latency 0.45x (benchmarks/results/engine_latency.md, engine_step_cost.md)"
         },
     )
     summary_candidates: int = field(
