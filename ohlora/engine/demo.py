@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -33,18 +34,26 @@ DEMO_USER = "민지"
 
 
 def repo_data_dir() -> Path:
-    """The repository's data/ folder, beside the installed package (an editable install
-    or a checkout); $OHLORA_DATA overrides."""
+    """The data/ folder: $OHLORA_DATA if set; else the repository's, beside the package
+    (a checkout or an editable install); else the copy a wheel install puts in
+    <prefix>/share/ohlora/data (pyproject's data-files)."""
     env = os.environ.get("OHLORA_DATA")
     if env:
         return Path(env).expanduser()
-    return Path(__file__).resolve().parents[2] / "data"
+    checkout = Path(__file__).resolve().parents[2] / "data"
+    if (checkout / "persona").is_dir():
+        return checkout
+    for prefix in dict.fromkeys((sys.prefix, sys.base_prefix)):
+        shared = Path(prefix) / "share" / "ohlora" / "data"
+        if (shared / "persona").is_dir():
+            return shared
+    return checkout  # missing: the demo's own check names it and the --data flag
 
 
 @dataclass
 class DemoConfig:
     cache: str = field(default=str(DEMO_CACHE), metadata={"help": "MODELS_DIR to build into / reuse"})
-    data: str = field(default="", metadata={"help": "repository data/ folder (default: beside the package)"})
+    data: str = field(default="", metadata={"help": "data/ folder (default: $OHLORA_DATA, else the checkout's beside the package, else a wheel install's <prefix>/share/ohlora/data)"})
     rebuild: bool = field(default=False, metadata={"help": "rebuild every part"})
     seed: int = field(default=0, metadata={"help": "build and conversation seed"})
     # SPEC §1.2 gives 0.95 for chat and 0.6 for the stand-alone retrieval tool. The demo's

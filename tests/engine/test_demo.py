@@ -4,6 +4,7 @@ here the builders are stand-ins that write a file."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,49 @@ def test_missing_data_is_one_error_naming_the_file(tmp_path, data_dir, fake_buil
 
 def test_the_repo_data_folder_is_found_beside_the_package():
     assert (demo.repo_data_dir() / "persona" / "ohlora.csv").exists()
+
+
+def test_a_wheel_install_finds_the_data_under_its_prefix(tmp_path, monkeypatch):
+    """Not in a checkout (no data/ beside the package): <prefix>/share/ohlora/data, where
+    pyproject's data-files put it, is used; $OHLORA_DATA still wins."""
+    site = tmp_path / "site-packages" / "ohlora" / "engine"
+    site.mkdir(parents=True)
+    monkeypatch.setattr(demo, "__file__", str(site / "demo.py"))
+    monkeypatch.delenv("OHLORA_DATA", raising=False)
+    prefix = tmp_path / "venv"
+    monkeypatch.setattr(sys, "prefix", str(prefix))
+    monkeypatch.setattr(sys, "base_prefix", str(tmp_path / "base"))
+    assert demo.repo_data_dir() == tmp_path / "site-packages" / "data"  # nothing anywhere: the checkout path, for the error
+    shared = prefix / "share" / "ohlora" / "data"
+    (shared / "persona").mkdir(parents=True)
+    assert demo.repo_data_dir() == shared
+    monkeypatch.setenv("OHLORA_DATA", str(tmp_path / "mine"))
+    assert demo.repo_data_dir() == tmp_path / "mine"
+
+
+def test_the_wheel_carries_the_demo_data(tmp_path):
+    """Build the wheel from a copy of the sources (no build/ left in the checkout) and
+    check every data file the demo reads is inside, under the data-files prefix."""
+    import shutil
+    import subprocess
+    import zipfile
+
+    root = Path(demo.__file__).resolve().parents[2]
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, src / name)
+    for folder in ("ohlora", "data"):
+        shutil.copytree(root / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist")],
+                   check=True, capture_output=True, cwd=src)
+    (wheel,) = (tmp_path / "dist").glob("ohlora-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    data = sorted(p.relative_to(root / "data").as_posix() for p in (root / "data").rglob("*") if p.is_file())
+    assert data  # persona CSV and the memory combination files
+    for rel in data:
+        assert any(n.endswith(f".data/data/share/ohlora/data/{rel}") for n in names), rel
+    assert "ohlora/app/static/index.html" in names
 
 
 def test_the_scripted_conversation_shows_every_turn(taught_models_dir):
