@@ -306,7 +306,6 @@ class MemoryConstraint:
         self.one_char = 1 if any(by_bytes.get(bytes([c])) is not None for c in b"abcxyz0123456789") else _INF
 
     @staticmethod
-    @staticmethod
     def _features(b: bytes) -> tuple[int, bool, int] | None:
         """(characters started, has a visible character, tail bytes missing) for a token
         that starts on a character boundary; None if it holds a byte or character that
