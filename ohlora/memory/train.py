@@ -291,37 +291,54 @@ def _blocks(n_mem: int, n_prm: int, size: int, rng: random.Random) -> list[tuple
 
 
 def _train_block(model, train_rows, valid_rows, args: TrainArgs, on_epoch, progress) -> TrainResult:
+    memories, prompts, table = label_table(train_rows)
+
+    def block(mem_ids, prm_ids, rng):
+        # texts: the block's memories, then its prompts; cell weight = the pair's row count
+        texts = [memories[m] for m in mem_ids] + [prompts[p] for p in prm_ids]
+        cells = [
+            (a, len(mem_ids) + b, lc[0], lc[1])
+            for a, m in enumerate(mem_ids)
+            for b, p in enumerate(prm_ids)
+            if (lc := table.get((m, p))) is not None
+        ]
+        return texts, cells
+
+    return _block_loop(model, valid_rows, args, on_epoch, progress, "block", len(memories), len(prompts), block)
+
+
+def _block_loop(model, valid_rows, args: TrainArgs, on_epoch, progress, name: str, n_a: int, n_b: int, block) -> TrainResult:
+    """The block-mode loop both views share: `_blocks` of n_a × n_b ids; `block(ids_a,
+    ids_b, rng)` gives the step's texts and its labelled cells (i, j, label, weight) into
+    them; each text is encoded once and the loss is the weighted MSE of those cosines."""
     import torch
     import torch.nn.functional as F
 
-    memories, prompts, table = label_table(train_rows)
     rng = random.Random(args.seed)
-    steps_per_epoch = len(_blocks(len(memories), len(prompts), args.batch_size, random.Random(0)))
+    steps_per_epoch = len(_blocks(n_a, n_b, args.batch_size, random.Random(0)))
     total = steps_per_epoch * args.epochs
     opt, sched = _optimizer(model, args, total)
     result = TrainResult(model=model)
     model.train()
     elapsed = 0.0
     with _progress(progress) as bar:
-        task = bar.add_task("block", total=total, status="")
+        task = bar.add_task(name, total=total, status="")
         for epoch in range(1, args.epochs + 1):
             t0 = time.perf_counter()
             losses = []
-            for mem_ids, prm_ids in _blocks(len(memories), len(prompts), args.batch_size, rng):
+            for ids_a, ids_b in _blocks(n_a, n_b, args.batch_size, rng):
                 if args.max_steps is not None and result.steps >= args.max_steps:
                     break
-                cells = [(a, b, table.get((m, p))) for a, m in enumerate(mem_ids) for b, p in enumerate(prm_ids)]
-                cells = [(a, b, lc) for a, b, lc in cells if lc is not None]
+                texts, cells = block(ids_a, ids_b, rng)
                 if not cells:
                     bar.advance(task)
                     continue
-                emb = _embed(model, [memories[m] for m in mem_ids] + [prompts[p] for p in prm_ids])
-                emb = F.normalize(emb, dim=-1)
-                cos = emb[: len(mem_ids)] @ emb[len(mem_ids) :].T
+                emb = F.normalize(_embed(model, texts), dim=-1)
+                cos = emb @ emb.T
                 ia = torch.tensor([c[0] for c in cells], device=cos.device)
                 ib = torch.tensor([c[1] for c in cells], device=cos.device)
-                label = torch.tensor([c[2][0] for c in cells], device=cos.device, dtype=cos.dtype)
-                weight = torch.tensor([c[2][1] for c in cells], device=cos.device, dtype=cos.dtype)
+                label = torch.tensor([c[2] for c in cells], device=cos.device, dtype=cos.dtype)
+                weight = torch.tensor([c[3] for c in cells], device=cos.device, dtype=cos.dtype)
                 loss = (weight * (cos[ia, ib] - label) ** 2).sum() / weight.sum()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -362,56 +379,20 @@ def _line_label(table: dict[tuple[int, int], float], i: int, j: int) -> float | 
 
 def _train_lines(model, train_rows, valid_rows, args: TrainArgs, on_epoch, progress) -> TrainResult:
     """Block mode over lines (`views="lines"`, see the module docstring)."""
-    import torch
-    import torch.nn.functional as F
-
     lines, table = line_table(train_rows)
-    rng = random.Random(args.seed)
-    steps_per_epoch = len(_blocks(len(lines), len(lines), args.batch_size, random.Random(0)))
-    total = steps_per_epoch * args.epochs
-    opt, sched = _optimizer(model, args, total)
-    result = TrainResult(model=model)
-    model.train()
-    elapsed = 0.0
-    with _progress(progress) as bar:
-        task = bar.add_task("block/lines", total=total, status="")
-        for epoch in range(1, args.epochs + 1):
-            t0 = time.perf_counter()
-            losses = []
-            for ids_a, ids_b in _blocks(len(lines), len(lines), args.batch_size, rng):
-                if args.max_steps is not None and result.steps >= args.max_steps:
-                    break
-                owners = list(ids_a) + list(ids_b)
-                texts = [lines[i][rng.random() < 0.5] for i in owners]  # memory or prompt of each line
-                cells = [
-                    (a, b, lab)
-                    for a in range(len(owners))
-                    for b in range(a + 1, len(owners))
-                    if (lab := _line_label(table, owners[a], owners[b])) is not None
-                ]
-                if not cells:
-                    bar.advance(task)
-                    continue
-                emb = F.normalize(_embed(model, texts), dim=-1)
-                cos = emb @ emb.T
-                ia = torch.tensor([c[0] for c in cells], device=cos.device)
-                ib = torch.tensor([c[1] for c in cells], device=cos.device)
-                label = torch.tensor([c[2] for c in cells], device=cos.device, dtype=cos.dtype)
-                loss = ((cos[ia, ib] - label) ** 2).mean()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-                opt.step()
-                sched.step()
-                result.steps += 1
-                losses.append(float(loss.detach()))
-                bar.update(task, advance=1, status=f"epoch {epoch}/{args.epochs} loss {losses[-1]:.4f}")
-            elapsed += time.perf_counter() - t0
-            _end_epoch(result, model, valid_rows, epoch, elapsed, losses, sched, on_epoch, bar, task)
-            if args.max_steps is not None and result.steps >= args.max_steps:
-                break
-    result.seconds = elapsed
-    return result
+
+    def block(ids_a, ids_b, rng):
+        owners = list(ids_a) + list(ids_b)
+        texts = [lines[i][rng.random() < 0.5] for i in owners]  # memory or prompt of each line
+        cells = [
+            (a, b, lab, 1.0)
+            for a in range(len(owners))
+            for b in range(a + 1, len(owners))
+            if (lab := _line_label(table, owners[a], owners[b])) is not None
+        ]
+        return texts, cells
+
+    return _block_loop(model, valid_rows, args, on_epoch, progress, "block/lines", len(lines), len(lines), block)
 
 
 def _end_epoch(result, model, valid_rows, epoch, elapsed, losses, sched, on_epoch, bar, task) -> None:
