@@ -1,4 +1,4 @@
-"""`ohlora memory make-pairs | train | eval | pick` (SPEC §4, §1.2).
+"""`ohlora memory make-pairs | train | eval | mix | pick` (SPEC §4, §1.2).
 
 Argparse only here (no torch import), so `ohlora --help` stays instant; each handler
 imports its module when it runs. Flag defaults come from the same dataclasses the code
@@ -35,7 +35,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--teacher",
         default=None,
-        help=f"encoder scoring key pairs: hub id, folder or 'bundled' (default: {config.DEFAULT_MEMORY_ENCODER}, SPEC §4; "
+        help=f"encoder scoring key pairs: hub id, folder, 'bundled' or 'kiwi' (default: {config.DEFAULT_MEMORY_ENCODER}, SPEC §4; "
         "with --scores-from, only key pairs the table lacks are scored, and only when --teacher is given)",
     )
     p.add_argument(
@@ -53,7 +53,7 @@ def register(subparsers) -> None:
     p = sub.add_parser("train", help="fine-tune the memory encoder on a pair CSV (SPEC §4)")
     p.add_argument("pairs", metavar="PAIRS.csv", nargs="+", help="one or more pair CSVs, trained on together")
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="folder to save the Sentence-Transformer in")
-    p.add_argument("--base", default=config.DEFAULT_MEMORY_ENCODER, help=f"encoder to start from: hub id, folder or 'bundled' (default: {config.DEFAULT_MEMORY_ENCODER})")
+    p.add_argument("--base", default=config.DEFAULT_MEMORY_ENCODER, help=f"encoder to start from: hub id, folder, 'bundled' (MiniLM) or 'kiwi' (Korean morpheme vectors; reads Korean offline) (default: {config.DEFAULT_MEMORY_ENCODER})")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: 10, SPEC §4)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=_help(TrainArgs, "batch_size"))
     p.add_argument("--seed", type=int, default=d.seed, help=_help(TrainArgs, "seed"))
@@ -69,6 +69,12 @@ def register(subparsers) -> None:
     p.add_argument("pairs", metavar="PAIRS.csv")
     p.add_argument("--out", default=None, metavar="DIR", help="write metrics.json, test_result.csv, scatter.png here")
     p.set_defaults(func=_eval)
+
+    p = sub.add_parser("mix", help="several trained encoders as one: cosine = weighted mean of theirs")
+    p.add_argument("models", metavar="MODEL_DIR", nargs="+", help="trained encoder folders (two or more)")
+    p.add_argument("--weights", required=True, metavar="W,W,...", help="one positive weight per model, normalised to sum 1 (e.g. 0.7,0.3)")
+    p.add_argument("--out", required=True, metavar="MODEL_DIR", help="folder to save the mixed encoder in")
+    p.set_defaults(func=_mix)
 
     p = sub.add_parser("pick", help="the memory item that fits a prompt (SPEC §1.2)")
     p.add_argument("model", metavar="MODEL_DIR")
@@ -133,6 +139,25 @@ def _eval(args) -> int:
     if args.out:
         write_report(result, args.out)
         print(f"wrote {args.out}/metrics.json, test_result.csv, scatter.png")
+    return 0
+
+
+def _mix(args) -> int:
+    from ohlora.files import atomic_dir
+    from ohlora.memory.mix_encoder import check_weights, mix_models
+    from ohlora.models import load_sentence_encoder
+
+    if len(args.models) < 2:
+        raise OhloraError("mix needs two or more MODEL_DIRs")
+    try:
+        weights = [float(w) for w in args.weights.split(",")]
+    except ValueError:
+        raise OhloraError(f"--weights must be numbers separated by commas, got {args.weights!r}") from None
+    weights = check_weights(weights, len(args.models))
+    model = mix_models([load_sentence_encoder(m, flag="MODEL_DIR") for m in args.models], weights)
+    with atomic_dir(args.out) as tmp:
+        model.save(str(tmp))
+    print(f"wrote {args.out}: " + " + ".join(f"{w:.3g} x {m}" for w, m in zip(weights, args.models)))
     return 0
 
 
