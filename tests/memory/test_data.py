@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from ohlora.formats import compact
 from ohlora.memory.pairs import read_combinations
 
@@ -12,7 +14,7 @@ DATA = Path(__file__).resolve().parents[2] / "data" / "memory"
 
 # The non-상태 keys of the reference train pairs' memory_0 column (SPEC §4; 좋아하는 아이돌
 # already read as 좋아하는 가수), and the 상태 values it has: only these have key-pair scores
-# in the reference, which is what ref_keys_combs.txt is for.
+# in the reference, which is what ref_keys_combs.txt and ref_keys_more.txt are for.
 REF_KEYS = {
     "오늘 날씨", "내일 날씨", "오늘 일정", "내일 일정", "롤 티어", "좋아하는 가수", "좋아하는 꽃",
     "좋아하는 과목", "좋아하는 음식", "지금 있는 곳", "가고 싶은 곳", "먹고 싶은 음식",
@@ -26,8 +28,12 @@ REF_STATES = {
 MIN_LINES_PER_KEY = 18  # so each key is learnt from many phrasings, not the reference's 1-12
 
 
-def test_ref_keys_combs_covers_exactly_the_reference_keys():
-    combos = read_combinations(DATA / "ref_keys_combs.txt")  # raises DataError on a bad line
+REF_KEY_FILES = ["ref_keys_combs.txt", "ref_keys_more.txt"]
+
+
+@pytest.mark.parametrize("name", REF_KEY_FILES)
+def test_ref_keys_files_cover_exactly_the_reference_keys(name):
+    combos = read_combinations(DATA / name)  # raises DataError on a bad line
     keys = Counter(c.item.key for c in combos if c.item.key != "상태")
     states = {c.item.value for c in combos if c.item.key == "상태"}
     assert set(keys) == REF_KEYS
@@ -35,8 +41,8 @@ def test_ref_keys_combs_covers_exactly_the_reference_keys():
     assert states <= REF_STATES
 
 
-def test_ref_keys_combs_prompts_are_unique_and_held_out_from_test_combs():
-    prompts = [compact(c.prompt) for c in read_combinations(DATA / "ref_keys_combs.txt")]
+def test_ref_keys_prompts_are_unique_across_files_and_held_out_from_test_combs():
+    prompts = [compact(c.prompt) for name in REF_KEY_FILES for c in read_combinations(DATA / name)]
     assert [p for p, n in Counter(prompts).items() if n > 1] == []
     held_out = {compact(c.prompt) for c in read_combinations(DATA / "test_combs.txt")}
     assert set(prompts) & held_out == set()
