@@ -11,6 +11,7 @@ needs to reach reference mode's test correlation.
     .venv/bin/python benchmarks/memory_quality.py --only block    # re-run one mode, keep the other's figures
     .venv/bin/python benchmarks/memory_quality.py --only block --views lines \
         --extra-combs data/memory/ref_keys_combs.txt                # + our own prompts for the reference's keys
+    .venv/bin/python benchmarks/memory_quality.py --base kiwi --only block --views pair   # the kiwi encoder
 
 `--extra-combs` adds pairs built from our own combinations file, labelled with the
 reference train pairs' own key-pair scores (`make-pairs --scores-from`; key pairs the
@@ -81,7 +82,7 @@ def steps_per_epoch(mode: str, train_pairs, args) -> int:
 
 
 def run_mode(mode: str, epochs: int, lr: float | None, train_pairs, test_pairs, base: str, max_steps: int | None = None,
-             fill_jamo: bool = False, views: str = "pair", extra_pairs: list | None = None) -> dict:
+             fill_jamo: bool = False, views: str = "pair", extra_pairs: list | None = None, batch_size: int = 16) -> dict:
     from ohlora.memory.evaluate import evaluate_pairs
     from ohlora.memory.train import TrainArgs, train
 
@@ -95,16 +96,19 @@ def run_mode(mode: str, epochs: int, lr: float | None, train_pairs, test_pairs, 
               f"test mse {m['mse']:.4f} mae {m['mae']:.4f} corr {m['corr']:.4f}", flush=True)
         _save_partial(mode, per_epoch)
 
-    args = TrainArgs(mode=mode, epochs=epochs, lr=lr, max_steps=max_steps, fill_jamo=fill_jamo, views=views).resolved()
+    # Unresolved: train() fills the defaults, the encoder's own included (kiwi: lr 3e-3).
+    asked = TrainArgs(mode=mode, epochs=epochs, lr=lr, max_steps=max_steps, fill_jamo=fill_jamo, views=views, batch_size=batch_size)
     # The extra pairs join the train CSV's rows before train()'s usual random 90/10 row
     # split (its valid figures are logged only); the test pairs stay the reference's.
     pairs = train_pairs + (extra_pairs or [])
-    result = train(None, None, base=base, args=args, pairs=pairs, on_epoch=on_epoch, progress=False)
+    result = train(None, None, base=base, args=asked, pairs=pairs, on_epoch=on_epoch, progress=False)
+    args = result.args
     spe = steps_per_epoch(mode, pairs, args)
     s_step = result.seconds / max(result.steps, 1)
     partial = result.steps < spe * args.epochs
     return {
         "partial_run": partial,
+        "base": base,
         "steps_per_epoch": spe,
         "mode": mode,
         "epochs": args.epochs,
@@ -169,7 +173,7 @@ def key_oracle() -> dict:
 
 def markdown(res: dict) -> str:
     lines = [
-        "# memory_quality: block vs reference training (bundled all-MiniLM-L6-v2)",
+        "# memory_quality: block vs reference training; bundled all-MiniLM-L6-v2 and the kiwi encoder",
         "",
         f"Machine: {res['machine']['cpu']}, {res['machine']['cores']} cores shared with other jobs "
         f"(load average at start {res['machine']['load_avg_at_start'][0]:.1f}); GPU: {res['machine']['gpu']}.",
@@ -186,7 +190,7 @@ def markdown(res: dict) -> str:
     for mode, r in res["runs"].items():
         t = r["final_test"]
         lines.append(
-            f"| {mode} mode (lr {r['lr']:g}){' — partial, see below' if r['partial_run'] else ''} | {r['epochs'] if not r['partial_run'] else str(r['steps']) + ' steps'} | "
+            f"| {mode} mode (lr {r['lr']:g}, batch {r.get('batch_size', 16)}){' — partial, see below' if r['partial_run'] else ''} | {r['epochs'] if not r['partial_run'] else str(r['steps']) + ' steps'} | "
             f"{r['train_seconds']:.0f} s | {r['seconds_per_epoch']:.1f}{' (extrapolated)' if r['seconds_per_epoch_extrapolated'] else ''} | "
             f"{t['mse']:.4f} | {t['mae']:.4f} | {t['corr']:.4f} |"
         )
@@ -194,7 +198,8 @@ def markdown(res: dict) -> str:
         "",
         "Rows: `reference` is `--mode reference`; `block` is block mode with the reference's view (`--views pair`); "
         "`block-lines` is block mode's default on these five-column CSVs (`--views auto` = lines); all lr 2e-5, batch 16. `-jamo` rows trained "
-        "with `--fill-jamo`; `-extra` rows add our own prompts for the reference's keys (data/memory/ref_keys_combs.txt, labels from the train pairs' key-pair scores); `block-lr…` rows are earlier block settings kept for comparison. Every run: seed 42, one torch "
+        "with `--fill-jamo`; `-extra` rows add our own prompts for the reference's keys (data/memory/ref_keys_combs.txt, labels from the train pairs' key-pair scores); `block-lr…` rows are earlier block settings kept for comparison. `kiwi-` rows train the `kiwi` encoder (`--base kiwi`: Kiwi's Korean morpheme vectors under a small head, lr 3e-3, its own default) the same ways; "
+        "`kiwi-block-lines-extra` adds data/memory/ref_keys_combs.txt, ref_keys_more.txt and train_combs.txt, 1 epoch, batch 64. Every run: seed 42, one torch "
         "thread (on this shared CPU two spinning threads ran training 4x slower), test evaluation excluded from the train time.",
     ]
     s = res.get("summary", {})
@@ -215,7 +220,8 @@ def main() -> int:
     ap.add_argument("--base", default="bundled")
     ap.add_argument("--fill-jamo", action="store_true", help="ablation: fill the jamo MiniLM lacks (ohlora/memory/jamo.py); stored as '<mode>-jamo'")
     ap.add_argument("--views", choices=("pair", "lines"), default="pair", help="block mode's views (TrainArgs.views); 'lines' is stored as '<mode>-lines'")
-    ap.add_argument("--extra-combs", default=None, metavar="COMBS", help="add pairs from our own combinations file, labelled by the train CSV's key-pair scores; stored as '<mode>-...-extra'")
+    ap.add_argument("--extra-combs", action="append", default=None, metavar="COMBS", help="add pairs from our own combinations file (repeatable), labelled by the train CSV's key-pair scores; stored as '<mode>-...-extra'")
+    ap.add_argument("--block-batch", type=int, default=16, help="block mode: lines (or distinct texts) per side of a block (SPEC §4 batch 16)")
     ap.add_argument("--tag", default=None, help="store this run under '<mode>-<tag>' (ablations)")
     ap.add_argument("--report-only", action="store_true", help="rebuild the summary and markdown from the saved JSON")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1: on a shared, oversubscribed CPU, 2 threads spin-waiting on each other ran 4x slower for training and 30x slower for one prompt)")
@@ -233,10 +239,11 @@ def main() -> int:
     if a.extra_combs:
         from ohlora.memory.pairs import Pair, make_pairs, read_combinations, score_table
 
-        rows = make_pairs(read_combinations(a.extra_combs), None, table=score_table(REF_DIR / "train_dataset.csv"))
+        combos = [c for path in a.extra_combs for c in read_combinations(path)]
+        rows = make_pairs(combos, None, table=score_table(REF_DIR / "train_dataset.csv"))
         extra = [Pair(m0, p1, s, 0, p0, m1) for m0, p0, m1, p1, s in rows]
         print(f"extra train pairs: {len(extra)} from {a.extra_combs}", flush=True)
-    keep = (a.only or a.fill_jamo or a.tag or a.report_only or a.views != "pair" or extra) and out_json.exists()  # add to earlier runs
+    keep = (a.only or a.fill_jamo or a.tag or a.report_only or a.views != "pair" or extra or a.base != "bundled") and out_json.exists()  # add to earlier runs
     res = json.loads(out_json.read_text()) if keep else {"runs": {}}
     if not a.report_only:
         res["machine"] = machine()
@@ -248,9 +255,9 @@ def main() -> int:
         epochs = a.block_epochs if mode == "block" else a.ref_epochs
         lr = a.block_lr if mode == "block" else None
         views = a.views if mode == "block" else "pair"
-        key = mode + ("-jamo" if a.fill_jamo else "") + ("-lines" if views == "lines" else "") + ("-extra" if extra else "") + (f"-{a.tag}" if a.tag else "")
+        key = ("" if a.base == "bundled" else f"{Path(a.base).name}-") + mode + ("-jamo" if a.fill_jamo else "") + ("-lines" if views == "lines" else "") + ("-extra" if extra else "") + (f"-{a.tag}" if a.tag else "")
         res["runs"][key] = run_mode(mode, epochs, lr, train_pairs, test_pairs, a.base, a.ref_max_steps if mode == "reference" else None,
-                                    a.fill_jamo, views, extra if mode == "block" else None)
+                                    a.fill_jamo, views, extra if mode == "block" else None, a.block_batch if mode == "block" else 16)
         res["runs"][key]["load_avg_after"] = os.getloadavg()
         RESULTS.mkdir(parents=True, exist_ok=True)
         out_json.write_text(json.dumps(res, indent=1))
