@@ -113,14 +113,14 @@ def _train(args) -> int:
     targs = TrainArgs(
         mode=args.mode, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, fill_jamo=args.fill_jamo,
         views=args.views,
-    ).resolved()  # None epochs/lr -> the mode's default
+    )  # None epochs/lr: train() fills the mode's defaults, or the encoder's own (kiwi: lr 3e-3)
     from ohlora.memory.pairs import read_pairs
 
     pairs = [p for path in args.pairs for p in read_pairs(path)]  # every file checked before a model loads
     result = train(", ".join(args.pairs), args.out, base=args.base, args=targs, device=args.device, pairs=pairs)
     v = result.history[-1] if result.history else {}
     print(
-        f"saved {args.out} ({args.mode} mode, {targs.epochs} epochs, {result.seconds:.1f} s); "
+        f"saved {args.out} ({args.mode} mode, {result.args.epochs} epochs, lr {result.args.lr:g}, {result.seconds:.1f} s); "
         f"valid pearson {v.get('pearson', float('nan')):.4f} spearman {v.get('spearman', float('nan')):.4f}"
     )
     return 0

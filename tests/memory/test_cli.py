@@ -233,3 +233,15 @@ def test_pick_caches_item_embeddings(tmp_path, tiny_bert_dir, capsys, monkeypatc
 def test_pick_missing_memory_file(tmp_path, tiny_bert_dir, capsys):
     assert main(["memory", "pick", tiny_bert_dir, "--memory-file", str(tmp_path / "none.txt"), "안녕"]) == 1
     one_error_line(capsys, "none.txt: cannot read: file not found")
+
+
+def test_train_with_kiwi_uses_its_own_lr_unless_one_is_given(combs, tmp_path, capsys):
+    """The CLI leaves unset defaults to train(), so `--base kiwi` gets the encoder's lr
+    (3e-3, not a transformer's 2e-5), and an explicit --lr still wins."""
+    pairs = tmp_path / "pairs.csv"
+    assert main(["memory", "make-pairs", str(combs), "--out", str(pairs), "--teacher", "kiwi"]) == 0
+    for extra, lr in (([], 3e-3), (["--lr", "1e-4"], 1e-4)):
+        out = tmp_path / f"kiwi{len(extra)}"
+        assert main(["memory", "train", str(pairs), "--out", str(out), "--base", "kiwi", "--epochs", "1", *extra]) == 0
+        assert json.loads((out / "train_args.json").read_text())["lr"] == pytest.approx(lr)
+    assert "lr 0.0001" in capsys.readouterr().out
