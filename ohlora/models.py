@@ -106,11 +106,13 @@ def load_sentence_encoder(name: str, flag: str = "--base", max_seq_length: int =
     return model
 
 
-_OWN_PREFIX = "ohlora."
+# The module classes of this package a saved folder may name; nothing else is imported
+# from a folder's modules.json without the user's trust_remote_code.
+OWN_MODULES = frozenset({"ohlora.memory.kiwi_encoder.KiwiEncoder", "ohlora.memory.mix_encoder.MixEncoder"})
 
 
 def _own_modules(where: str) -> list[dict] | None:
-    """modules.json entries when every module is one of this package's classes, else None."""
+    """modules.json entries when every module is one of OWN_MODULES, else None."""
     spec = Path(where, "modules.json")
     if not spec.exists():
         return None
@@ -118,7 +120,7 @@ def _own_modules(where: str) -> list[dict] | None:
         modules = json.loads(spec.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if modules and all(str(m.get("type", "")).startswith(_OWN_PREFIX) for m in modules):
+    if isinstance(modules, list) and modules and all(isinstance(m, dict) and m.get("type") in OWN_MODULES for m in modules):
         return modules
     return None
 

@@ -84,12 +84,14 @@ def test_save_and_load_round_trip(kiwi_model, tmp_path):
     assert np.allclose(again.encode(texts), kiwi_model.encode(texts), atol=1e-5)
 
 
-def test_loading_a_folder_naming_a_foreign_class_is_not_ours(tmp_path):
-    """Only ohlora's own classes are built without trust_remote_code; a folder that names
-    another package's class goes the normal way and fails as one line."""
+@pytest.mark.parametrize("type_", ["os.system", "ohlora.engine.demo.shutil"])
+def test_loading_a_folder_naming_another_class_is_not_ours(tmp_path, type_):
+    """Only ohlora's two encoder classes are built without trust_remote_code; a folder
+    naming anything else (even a name inside the ohlora package) goes the normal way and
+    fails as one line."""
     from ohlora.models import load_sentence_encoder
 
-    (tmp_path / "modules.json").write_text(json.dumps([{"idx": 0, "name": "0", "path": "", "type": "os.system"}]))
+    (tmp_path / "modules.json").write_text(json.dumps([{"idx": 0, "name": "0", "path": "", "type": type_}]))
     with pytest.raises(ModelLoadError, match="MODEL_DIR"):
         load_sentence_encoder(str(tmp_path), flag="MODEL_DIR")
 
