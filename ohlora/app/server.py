@@ -218,6 +218,12 @@ def create_app(engine: ChatEngine, *, max_pending_per_user: int = MAX_PENDING_PE
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
+    # Browsers ask for /favicon.ico whatever the page's <link rel="icon"> says; serve the
+    # same SVG instead of a 404 in every log.
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon():
+        return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
+
     @app.get("/docs", include_in_schema=False)
     @app.get("/redoc", include_in_schema=False)
     def api_docs():

@@ -257,3 +257,10 @@ def test_docs_pages_point_to_the_schema_and_load_nothing_from_elsewhere(client, 
     assert "default-src 'self'" in csp and "http" not in csp and "*" not in csp
     assert client.get("/openapi.json").status_code == 200  # the link works
     assert client.get(path + "/oauth2-redirect").status_code == 404  # no Swagger leftovers
+
+
+def test_favicon_ico_serves_the_page_icon(client):
+    r = client.get("/favicon.ico")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("image/svg+xml")
+    assert r.content == client.get("/static/favicon.svg").content
