@@ -101,6 +101,16 @@ class KiwiEncoder(InputModule):
         features["sentence_embedding"] = self.proj(pooled)
         return features
 
+    def identity(self) -> str:
+        """What the vectors depend on besides the weights (retrieval.encoder_id hashes it):
+        the Kiwi version and the basis."""
+        import hashlib
+
+        h = hashlib.sha256(self.kiwi_version.encode())
+        for a in self.vectors.basis.arrays().values():
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()[:16]
+
     def get_embedding_dimension(self) -> int:
         return self.dim
 

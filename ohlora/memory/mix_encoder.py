@@ -64,6 +64,12 @@ class MixEncoder(InputModule):
         features["sentence_embedding"] = torch.cat(embs, dim=-1)
         return features
 
+    def identity(self) -> str:
+        """The weights and the parts' own identities (retrieval.encoder_id hashes it)."""
+        from ohlora.memory.retrieval import encoder_id
+
+        return f"{self.weights}|" + "|".join(encoder_id(p) for p in self.parts)
+
     @property
     def max_seq_length(self) -> int:
         return max(p.max_seq_length for p in self.parts)

@@ -32,10 +32,13 @@ def encoder_id(encoder) -> str:
     weight file when the encoder was loaded from a folder — re-training into the same
     folder changes it — and (b) a small sample of the weights in memory (first and last
     parameter tensors), so an encoder changed in this process (training) never reuses
-    another's vectors. Cost: microseconds, no full hash of hundreds of MB.
+    another's vectors, and (c) what its first module's `identity()` names, if it has one
+    (the kiwi encoder: its morpheme basis and Kiwi version). Cost: microseconds, no full
+    hash of hundreds of MB.
     """
     name = "encoder"
     h = hashlib.sha256()
+    first = None
     try:
         first = encoder[0]
         auto = getattr(first, "auto_model", None) or getattr(first, "model", None)
@@ -50,6 +53,11 @@ def encoder_id(encoder) -> str:
             if p.exists():
                 st = p.stat()
                 h.update(f"{f}:{st.st_size}:{st.st_mtime_ns}".encode())
+    # Parts of an encoder that are not parameters (the kiwi encoder's morpheme basis and Kiwi
+    # version): a module may name them, so vectors from another basis are never reused.
+    identity = getattr(first, "identity", None)
+    if callable(identity):
+        h.update(identity().encode())
     try:
         params = [p for p in encoder.parameters()]
         for p in (params[0], params[-1]) if params else ():

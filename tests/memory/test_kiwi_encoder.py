@@ -135,3 +135,20 @@ def test_unknown_model_name_still_names_the_flag():
 
     with pytest.raises(ModelLoadError, match="--base"):
         load_sentence_encoder("./no-such-folder", flag="--base")
+
+
+def test_cache_id_changes_with_the_basis_not_only_the_weights(kiwi_model, tmp_path):
+    """Two kiwi encoders with equal weights but another morpheme basis (another Kiwi model)
+    must not share cached item vectors."""
+    from ohlora.memory.morphemes import Basis
+    from ohlora.memory.retrieval import encoder_id
+    from ohlora.models import load_sentence_encoder
+
+    kiwi_model.save(str(tmp_path / "a"))
+    a = load_sentence_encoder(str(tmp_path / "a"), flag="MODEL_DIR")
+    assert encoder_id(a) == encoder_id(load_sentence_encoder(str(tmp_path / "a"), flag="MODEL_DIR"))
+    b = load_sentence_encoder(str(tmp_path / "a"), flag="MODEL_DIR")
+    arrays = b[0].vectors.basis.arrays()
+    arrays["proj"] = arrays["proj"] * -1.0  # the same vectors up to sign: a different basis
+    b[0].vectors.basis = Basis.from_arrays(arrays)
+    assert encoder_id(b) != encoder_id(a)
