@@ -60,6 +60,7 @@ def register(subparsers) -> None:
     p.add_argument("--mode", choices=("block", "reference"), default=d.mode, help=_help(TrainArgs, "mode"))
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 2e-5, the sentence-transformers fit() default the reference trained with)")
     p.add_argument("--views", choices=("auto", "pair", "lines"), default=d.views, help=_help(TrainArgs, "views"))
+    p.add_argument("--epoch", choices=("pairs", "lines"), default=d.epoch, help=_help(TrainArgs, "epoch"))
     p.add_argument("--fill-jamo", action="store_true", help=_help(TrainArgs, "fill_jamo"))
     p.add_argument("--device", default=None, help="cpu / cuda (default: cuda when available)")
     p.set_defaults(func=_train)
@@ -112,7 +113,7 @@ def _train(args) -> int:
 
     targs = TrainArgs(
         mode=args.mode, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, fill_jamo=args.fill_jamo,
-        views=args.views,
+        views=args.views, epoch=args.epoch,
     )  # None epochs/lr: train() fills the mode's defaults, or the encoder's own (kiwi: lr 3e-3)
     from ohlora.memory.pairs import read_pairs
 

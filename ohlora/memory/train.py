@@ -75,6 +75,9 @@ class TrainArgs:
     # gave held-out-line corr 0.63 vs 0.54 and new-prompt-vs-known-memory corr 0.77 vs 0.71
     # (benchmarks/results/memory_quality.md has the test-pair figures).
     views: str = field(default="auto", metadata={"help": "block mode: pair = (memory_0, user_prompt_1) only, as the reference; lines = every text of the two lines shares the score (needs SPEC §4's five columns); auto = lines when every row has them, else pair"})
+    # An epoch over line *pairs* costs (n/16)^2 steps: fine for the reference's 80 lines, hours
+    # on a transformer for our ~1,300. `lines` makes it n/32 steps (each line in one block).
+    epoch: str = field(default="pairs", metadata={"help": "lines view: pairs = an epoch visits every line pair once (the reference's epoch); lines = every line once (cost linear in lines)"})
 
     # Block mode uses the reference's epochs and lr too. Tried on the reference pairs with
     # the bundled MiniLM (benchmarks/results/memory_quality.md): lr 5e-5 for 6 epochs
@@ -145,6 +148,8 @@ def train(
         raise OhloraError(f"unknown --mode {args.mode!r}; expected block or reference")
     if args.views not in ("auto", "pair", "lines"):
         raise OhloraError(f"unknown --views {args.views!r}; expected auto, pair or lines")
+    if args.epoch not in ("pairs", "lines"):
+        raise OhloraError(f"unknown --epoch {args.epoch!r}; expected pairs or lines")
     if args.views == "lines" and args.mode != "block":
         raise OhloraError("--views lines is a block-mode option; use --mode block")
     if args.epochs < 1 or args.batch_size < 1:
@@ -170,6 +175,8 @@ def train(
         raise OhloraError(f"--views lines needs user_prompt_0 and memory_1 in every row of {where} (SPEC §4's five columns); use --views pair")
     if args.views == "auto":
         args = replace(args, views="lines" if args.mode == "block" and five_columns else "pair")
+    if args.epoch == "lines" and args.views != "lines":
+        raise OhloraError("--epoch lines needs the lines view (--views lines, or auto on five-column CSVs)")
     run = _train_reference if args.mode == "reference" else (_train_lines if args.views == "lines" else _train_block)
     result = run(model, train_rows, valid_rows, args, on_epoch, progress)
     result.jamo_rules = jamo_rules
@@ -286,6 +293,14 @@ def label_table(rows: list) -> tuple[list[str], list[str], dict[tuple[int, int],
     return list(mem_index), list(prm_index), table
 
 
+def _line_blocks(n: int, size: int, rng: random.Random) -> list[tuple[list[int], list[int]]]:
+    """`epoch="lines"`: one shuffle of the lines cut into blocks of 2·size, each line in one."""
+    order = list(range(n))
+    rng.shuffle(order)
+    groups = [order[i : i + 2 * size] for i in range(0, n, 2 * size)]
+    return [(g[: (len(g) + 1) // 2], g[(len(g) + 1) // 2 :]) for g in groups]
+
+
 def _blocks(n_mem: int, n_prm: int, size: int, rng: random.Random) -> list[tuple[list[int], list[int]]]:
     mems, prms = list(range(n_mem)), list(range(n_prm))
     rng.shuffle(mems)
@@ -314,7 +329,7 @@ def _train_block(model, train_rows, valid_rows, args: TrainArgs, on_epoch, progr
     return _block_loop(model, valid_rows, args, on_epoch, progress, "block", len(memories), len(prompts), block)
 
 
-def _block_loop(model, valid_rows, args: TrainArgs, on_epoch, progress, name: str, n_a: int, n_b: int, block) -> TrainResult:
+def _block_loop(model, valid_rows, args: TrainArgs, on_epoch, progress, name: str, n_a: int, n_b: int, block, blocks=_blocks) -> TrainResult:
     """The block-mode loop both views share: `_blocks` of n_a × n_b ids; `block(ids_a,
     ids_b, rng)` gives the step's texts and its labelled cells (i, j, label, weight) into
     them; each text is encoded once and the loss is the weighted MSE of those cosines."""
@@ -322,7 +337,7 @@ def _block_loop(model, valid_rows, args: TrainArgs, on_epoch, progress, name: st
     import torch.nn.functional as F
 
     rng = random.Random(args.seed)
-    steps_per_epoch = len(_blocks(n_a, n_b, args.batch_size, random.Random(0)))
+    steps_per_epoch = len(blocks(n_a, n_b, args.batch_size, random.Random(0)))
     total = steps_per_epoch * args.epochs
     opt, sched = _optimizer(model, args, total)
     result = TrainResult(model=model)
@@ -333,7 +348,7 @@ def _block_loop(model, valid_rows, args: TrainArgs, on_epoch, progress, name: st
         for epoch in range(1, args.epochs + 1):
             t0 = time.perf_counter()
             losses = []
-            for ids_a, ids_b in _blocks(n_a, n_b, args.batch_size, rng):
+            for ids_a, ids_b in blocks(n_a, n_b, args.batch_size, rng):
                 if args.max_steps is not None and result.steps >= args.max_steps:
                     break
                 texts, cells = block(ids_a, ids_b, rng)
@@ -399,7 +414,8 @@ def _train_lines(model, train_rows, valid_rows, args: TrainArgs, on_epoch, progr
         ]
         return texts, cells
 
-    return _block_loop(model, valid_rows, args, on_epoch, progress, "block/lines", len(lines), len(lines), block)
+    blocks = (lambda n, _m, size, rng: _line_blocks(n, size, rng)) if args.epoch == "lines" else _blocks
+    return _block_loop(model, valid_rows, args, on_epoch, progress, "block/lines", len(lines), len(lines), block, blocks)
 
 
 def _end_epoch(result, model, valid_rows, epoch, elapsed, losses, sched, on_epoch, bar, task) -> None:

@@ -161,3 +161,27 @@ def test_auto_views_picks_lines_only_when_the_csv_has_five_columns(tiny_bert_dir
         out = tmp_path / expected
         train(None, out, base=tiny_bert_dir, args=TrainArgs(epochs=1, valid_ratio=0.0), pairs=pairs, progress=False)
         assert json.loads((out / "train_args.json").read_text(encoding="utf-8"))["views"] == expected
+
+
+def test_line_epoch_puts_every_line_in_exactly_one_block():
+    from ohlora.memory.train import _line_blocks
+
+    blocks = _line_blocks(70, 16, random.Random(3))
+    assert len(blocks) == 3  # ceil(70 / 32): linear in lines, not (70/16)^2 = 25
+    seen = [i for a, b in blocks for i in a + b]
+    assert sorted(seen) == list(range(70))
+    assert [len(a) + len(b) for a, b in blocks] == [32, 32, 6] and all(a for a, _ in blocks)
+
+
+def test_line_epoch_trains_in_fewer_steps_and_needs_the_lines_view(tiny_bert_dir):
+    from ohlora.errors import OhloraError
+
+    pairs = line_pairs()
+    base = dict(mode="block", views="lines", epochs=2, lr=3e-3, batch_size=2, valid_ratio=0.0, seed=0)
+    per_pair = train(None, None, base=tiny_bert_dir, args=TrainArgs(**base), pairs=pairs, progress=False)
+    per_line = train(None, None, base=tiny_bert_dir, args=TrainArgs(**base, epoch="lines"), pairs=pairs, progress=False)
+    n = len(MEMS)
+    assert per_line.steps == 2 * -(-n // 4)
+    assert per_pair.steps > per_line.steps
+    with pytest.raises(OhloraError, match="lines view"):
+        train(None, None, base=tiny_bert_dir, args=TrainArgs(views="pair", epoch="lines", epochs=1, valid_ratio=0.0), pairs=pairs, progress=False)
