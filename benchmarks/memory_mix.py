@@ -26,7 +26,6 @@ import json
 import os
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -51,12 +50,10 @@ def ref_lines(path) -> list[tuple[str, str]]:
 
 
 def pairs_of(lines, extra, table):
-    from ohlora.memory.pairs import Pair, make_pairs, read_combinations
+    from ohlora.formats import parse_combination_line
+    from ohlora.memory.pairs import Combination, Pair, make_pairs
 
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8") as f:
-        f.write("\n".join(f"{m} {p}" for m, p in lines) + "\n")
-    combos = read_combinations(f.name) + extra
-    os.unlink(f.name)
+    combos = [Combination(*parse_combination_line(f"{m} {p}"), n) for n, (m, p) in enumerate(lines, start=1)] + extra
     return [Pair(m0, p1, s, 0, p0, m1) for m0, p0, m1, p1, s in make_pairs(combos, None, table=table)]
 
 

@@ -84,20 +84,15 @@ def load_sentence_encoder(name: str, flag: str = "--base", max_seq_length: int =
     pooling, as the reference did (SPEC §4); a saved Sentence-Transformers folder keeps
     its own modules."""
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
-    if name == KIWI:
-        return _new_kiwi(flag, max_seq_length, device)
-    where = resolve(name, flag, bundled_ok=True)
-    if (own := _own_modules(where)) is not None:
-        return _load_own(name, flag, where, own, max_seq_length, device)
+    device = device or "cpu"
     try:
-        if Path(where, "modules.json").exists():
-            model = SentenceTransformer(where, device=device or "cpu")
+        if name == KIWI:  # a fresh, untrained kiwi encoder
+            from ohlora.memory.kiwi_encoder import KiwiEncoder
+
+            model = SentenceTransformer(modules=[KiwiEncoder(max_seq_length=max_seq_length)], device=device)
         else:
-            word = Transformer(where, max_seq_length=max_seq_length)
-            pool = Pooling(word.get_embedding_dimension(), pooling_mode="mean")
-            model = SentenceTransformer(modules=[word, pool], device=device or "cpu")
+            model = _sentence_transformer(resolve(name, flag, bundled_ok=True), max_seq_length, device)
     except ModelLoadError:
         raise
     except Exception as e:
@@ -111,11 +106,28 @@ def load_sentence_encoder(name: str, flag: str = "--base", max_seq_length: int =
 OWN_MODULES = frozenset({"ohlora.memory.kiwi_encoder.KiwiEncoder", "ohlora.memory.mix_encoder.MixEncoder"})
 
 
-def _own_modules(where: str) -> list[dict] | None:
-    """modules.json entries when every module is one of OWN_MODULES, else None."""
+def _sentence_transformer(where: str, max_seq_length: int, device: str):
+    """The encoder in folder (or hub id) `where`. A folder made only of OWN_MODULES is built
+    here: Sentence-Transformers 6 imports a class outside its namespace only with
+    trust_remote_code=True, which would trust whatever class a folder names."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    from sentence_transformers.util import import_from_string
+
     spec = Path(where, "modules.json")
-    if not spec.exists():
-        return None
+    if spec.exists():
+        own = _own_modules(spec)
+        if own is None:
+            return SentenceTransformer(where, device=device)
+        modules = [import_from_string(m["type"]).load(str(Path(where, m.get("path", "")))) for m in own]
+    else:
+        word = Transformer(where, max_seq_length=max_seq_length)
+        modules = [word, Pooling(word.get_embedding_dimension(), pooling_mode="mean")]
+    return SentenceTransformer(modules=modules, device=device)
+
+
+def _own_modules(spec: Path) -> list[dict] | None:
+    """modules.json entries when every module is one of OWN_MODULES, else None."""
     try:
         modules = json.loads(spec.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -123,35 +135,6 @@ def _own_modules(where: str) -> list[dict] | None:
     if isinstance(modules, list) and modules and all(isinstance(m, dict) and m.get("type") in OWN_MODULES for m in modules):
         return modules
     return None
-
-
-def _load_own(name: str, flag: str, where: str, modules: list[dict], max_seq_length: int, device: str | None):
-    """A saved model made of ohlora's own modules (the `kiwi` encoder). Sentence-Transformers
-    6 imports a class outside its namespace only with trust_remote_code=True, which would
-    trust whatever class a folder names; we build only our own classes instead."""
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.util import import_from_string
-
-    try:
-        built = [import_from_string(m["type"]).load(str(Path(where, m.get("path", "")))) for m in modules]
-        model = SentenceTransformer(modules=built, device=device or "cpu")
-    except ModelLoadError:
-        raise
-    except Exception as e:
-        raise load_failed(name, flag, e) from e
-    model.max_seq_length = max_seq_length
-    return model
-
-
-def _new_kiwi(flag: str, max_seq_length: int, device: str | None):
-    from ohlora.memory.kiwi_encoder import new_kiwi_model
-
-    try:
-        return new_kiwi_model(device=device, max_seq_length=max_seq_length)
-    except ModelLoadError:
-        raise
-    except Exception as e:
-        raise load_failed(KIWI, flag, e) from e
 
 
 def load_tokenizer(name: str, flag: str = "--base"):

@@ -12,8 +12,8 @@ On the reference test pairs it matches the bundled MiniLM fine-tuned the same wa
 0.52 vs 0.50) in ~1/150 of the training time, beats it on held-out train lines, and mixed
 with it (mix_encoder.py) beats both: benchmarks/results/memory_quality.md, memory_mix.md.
 
-    >>> from ohlora.memory.kiwi_encoder import new_kiwi_model            # doctest: +SKIP
-    >>> model = new_kiwi_model()                                          # untrained: identity projection
+    >>> from ohlora.models import load_sentence_encoder                 # doctest: +SKIP
+    >>> model = load_sentence_encoder("kiwi")                             # untrained: identity projection
     >>> model.encode(["[좋아하는 가수: 아이유]", "노래 추천해 줘"]).shape  # doctest: +SKIP
     (2, 256)
 
@@ -130,10 +130,3 @@ class KiwiEncoder(InputModule):
         module = cls(**config, basis=basis)
         cls.load_torch_weights(str(folder), model=module)
         return module
-
-
-def new_kiwi_model(device: str | None = None, max_seq_length: int = 64):
-    """An untrained `kiwi` encoder (identity projection): a SentenceTransformer."""
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(modules=[KiwiEncoder(max_seq_length=max_seq_length)], device=device or "cpu")
