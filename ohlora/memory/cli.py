@@ -53,7 +53,7 @@ def register(subparsers) -> None:
     p = sub.add_parser("train", help="fine-tune the memory encoder on a pair CSV (SPEC §4)")
     p.add_argument("pairs", metavar="PAIRS.csv", nargs="+", help="one or more pair CSVs, trained on together")
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="folder to save the Sentence-Transformer in")
-    p.add_argument("--base", default=config.DEFAULT_MEMORY_ENCODER, help=f"encoder to start from: hub id, folder, 'bundled' (MiniLM) or 'kiwi' (Korean morpheme vectors; reads Korean offline) (default: {config.DEFAULT_MEMORY_ENCODER})")
+    p.add_argument("--base", default=config.DEFAULT_MEMORY_ENCODER, help=f"encoder to start from: hub id, folder, 'bundled' (MiniLM), 'kiwi' (Korean morpheme vectors; reads Korean offline) or 'topic' (a key classifier fitted in seconds; needs SPEC §4's five columns) (default: {config.DEFAULT_MEMORY_ENCODER})")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: 10, SPEC §4)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=_help(TrainArgs, "batch_size"))
     p.add_argument("--seed", type=int, default=d.seed, help=_help(TrainArgs, "seed"))
@@ -120,8 +120,14 @@ def _train(args) -> int:
     pairs = [p for path in args.pairs for p in read_pairs(path)]  # every file checked before a model loads
     result = train(", ".join(args.pairs), args.out, base=args.base, args=targs, device=args.device, pairs=pairs)
     v = result.history[-1] if result.history else {}
+    enc = result.model[0]
+    how = (
+        f"fitted topic encoder, {len(enc.keys)} keys"  # no epochs or lr: fitted in closed form
+        if hasattr(enc, "fit_rows")
+        else f"{args.mode} mode, {result.args.epochs} epochs, lr {result.args.lr:g}"
+    )
     print(
-        f"saved {args.out} ({args.mode} mode, {result.args.epochs} epochs, lr {result.args.lr:g}, {result.seconds:.1f} s); "
+        f"saved {args.out} ({how}, {result.seconds:.1f} s); "
         f"valid pearson {v.get('pearson', float('nan')):.4f} spearman {v.get('spearman', float('nan')):.4f}"
     )
     return 0

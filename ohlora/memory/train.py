@@ -177,8 +177,11 @@ def train(
         args = replace(args, views="lines" if args.mode == "block" and five_columns else "pair")
     if args.epoch == "lines" and args.views != "lines":
         raise OhloraError("--epoch lines needs the lines view (--views lines, or auto on five-column CSVs)")
-    run = _train_reference if args.mode == "reference" else (_train_lines if args.views == "lines" else _train_block)
-    result = run(model, train_rows, valid_rows, args, on_epoch, progress)
+    if hasattr(model[0], "fit_rows"):  # an encoder fitted in closed form (topic): no epochs, no lr
+        result = _fit(model, train_rows, valid_rows, args, on_epoch)
+    else:
+        run = _train_reference if args.mode == "reference" else (_train_lines if args.views == "lines" else _train_block)
+        result = run(model, train_rows, valid_rows, args, on_epoch, progress)
     result.jamo_rules = jamo_rules
     result.args = args
     if out_dir is not None:
@@ -433,6 +436,20 @@ def _end_epoch(result, model, valid_rows, epoch, elapsed, losses, sched, on_epoc
         was = model.training
         on_epoch(epoch, model, row)
         model.train(was)
+
+
+# --- encoders fitted in closed form ----------------------------------------------------------------
+def _fit(model, train_rows, valid_rows, args: TrainArgs, on_epoch) -> TrainResult:
+    """`model[0].fit_rows(rows, seed)` once (ohlora/memory/topic_encoder.py); one history row."""
+    t0 = time.perf_counter()
+    fitted = model[0].fit_rows(train_rows, seed=args.seed)
+    result = TrainResult(model=model, seconds=time.perf_counter() - t0)
+    model.eval()
+    row = {"epoch": 1, "seconds": round(result.seconds, 3), "loss": round(fitted.get("loss", float("nan")), 6), **_validate(model, valid_rows)}
+    result.history.append(row)
+    if on_epoch is not None:
+        on_epoch(1, model, row)
+    return result
 
 
 # --- reference mode ------------------------------------------------------------------------------

@@ -1,0 +1,340 @@
+"""`TopicEncoder`: the memory encoder named `topic` — a text read as a distribution over
+the memory keys it was trained on, embedded so that cosines reproduce the key-pair scores.
+
+A SPEC §4 score depends on the two *keys* only (equal keys 1.0, else the teacher's
+rescaled cosine of the key strings). So the encoder's job splits in two, and this one
+solves each part directly instead of asking a transformer to find both in ~100 lines:
+
+1. *Which key is this text about?* A multinomial logistic regression over three views
+   of the text — character 1-3-grams (spelling: 티어, 떡볶이), Kiwi morpheme forms
+   (떨렸어 and 떨려 share 떨리), and the mean of its Kiwi content-morpheme vectors
+   (meaning: 노래 ≈ 곡, ohlora/memory/morphemes.py) — gives p(key | text). Its training
+   texts are every line's prompt *and* its `[key: value]` memory.
+2. *How similar are two keys?* Each key gets a vector in a table E; the embedding is
+   p(key | text) @ E. E starts from the key-pair score matrix (its eigenvectors, so
+   that unit rows have those cosines) and is then fitted so that the cosine of a
+   memory's and a prompt's embeddings matches their score *when the posteriors are as
+   soft as on unseen text*: the posteriors it is fitted on come from classifiers that
+   did not see those lines (5-fold out-of-fold), the way a new prompt will look.
+
+A memory whose key was never trained (`[마우스 소개: …]`) still gets a posterior — over
+the trained keys its words resemble (키보드 소개) — so it is closed-set by construction:
+mix it with an open-vocabulary encoder (`kiwi`) for keys outside the training data
+(ohlora/memory/mix_encoder.py). Fitting takes seconds on CPU; there are no epochs.
+
+    $ ohlora memory train pairs.csv --base topic --out models/topic
+
+    >>> from ohlora.memory.train import train                                   # doctest: +SKIP
+    >>> model = train("pairs.csv", "models/topic", base="topic").model          # doctest: +SKIP
+    >>> model.encode(["[좋아하는 가수: 아이유]", "노래 추천해 줘"]).shape        # doctest: +SKIP
+    (2, 33)
+
+Saved with `model.save(dir)`: `topic_config.json` (keys, sizes, Kiwi version),
+`topic_vocab.json` (n-gram and morpheme vocabularies with their idf), `basis.safetensors`
+(the Kiwi vector basis) and `model.safetensors` (classifier and key table).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.numpy import load_file as load_numpy, save_file as save_numpy
+from sentence_transformers.base.modules.input_module import InputModule
+from torch import nn
+
+from ohlora.errors import OhloraError
+from ohlora.formats import normalize, parse_memory
+from ohlora.memory.morphemes import Basis, MorphemeVectors
+from ohlora.memory.morphemes import kiwi_version as installed_kiwi
+
+# Chosen by 5-fold cross-validation over the reference's 80 *train* lines (docs/memory.md):
+# char 1-3-grams + morpheme forms + Kiwi mean vectors beat each view alone and char
+# 1-4-grams; C = 10 ties C = 100 and beats C = 1 (which under-fits the ~30 keys).
+CHAR_NGRAMS = 3
+C = 10.0
+OOF_FOLDS = 5  # out-of-fold posteriors for fitting the key table
+TABLE_STEPS = 300  # Adam steps fitting E (the loss is flat by ~200)
+TABLE_LR = 0.01
+TABLE_BLOCK = 512  # lines a step when there are more: memory × prompt cells stay ≤ 512²
+
+
+def char_grams(text: str, n_max: int = CHAR_NGRAMS) -> list[str]:
+    """Character 1..n-grams of each space-separated word padded with spaces (' 롤 ', ' 롤', …)."""
+    out = []
+    for word in normalize(text).lower().split():
+        w = f" {word} "
+        for n in range(1, n_max + 1):
+            out += [w[i : i + n] for i in range(len(w) - n + 1)]
+    return out
+
+
+class _Bag:
+    """A tf-idf bag over a fixed vocabulary: sublinear tf (1 + ln tf), smoothed idf, unit norm."""
+
+    def __init__(self, vocab: list[str], idf: list[float]):
+        self.vocab = vocab
+        self.index = {g: i for i, g in enumerate(vocab)}
+        self.idf = np.asarray(idf, dtype=np.float32)
+
+    @classmethod
+    def fit(cls, docs: list[list[str]]) -> _Bag:
+        df = Counter(g for d in docs for g in set(d))
+        vocab = sorted(df)
+        n = len(docs)
+        return cls(vocab, [math.log((1 + n) / (1 + df[g])) + 1.0 for g in vocab])
+
+    def rows(self, docs: list[list[str]]) -> np.ndarray:
+        x = np.zeros((len(docs), len(self.vocab)), dtype=np.float32)
+        for r, d in enumerate(docs):
+            for g, tf in Counter(g for g in d if g in self.index).items():
+                x[r, self.index[g]] = (1.0 + math.log(tf)) * self.idf[self.index[g]]
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+class TopicEncoder(InputModule):
+    config_file_name = "topic_config.json"
+    config_keys = ["keys", "max_seq_length", "kiwi_version"]
+    vocab_file_name = "topic_vocab.json"
+
+    def __init__(self, keys: list[str] | None = None, max_seq_length: int = 64, kiwi_version: str = "", basis: Basis | None = None, vocab: dict | None = None):
+        super().__init__()
+        self.vectors = MorphemeVectors(basis)
+        self.keys = list(keys or [])
+        self.max_seq_length = max_seq_length
+        self.kiwi_version = kiwi_version or installed_kiwi()
+        self._set_vocab(vocab or {"char": [[], []], "morph": [[], []]})
+        k = max(len(self.keys), 1)
+        self.classifier = nn.Linear(self.n_features, k)
+        self.table = nn.Parameter(torch.eye(k))  # E: one row per key
+        self.log_temperature = nn.Parameter(torch.zeros(()))  # posteriors are softmax(logits / e^this)
+
+    def _set_vocab(self, vocab: dict) -> None:
+        self.char = _Bag(*vocab["char"])
+        self.morph = _Bag(*vocab["morph"])
+        self.n_features = len(self.char.vocab) + len(self.morph.vocab) + self.vectors.dim
+
+    # --- text -> features -> embedding ------------------------------------------------------------
+    def _morph_forms(self, text: str) -> list[str]:
+        return [t.form.lower() for t in self.vectors.kiwi.tokenize(normalize(text))][: self.max_seq_length]
+
+    def _mean_vector(self, text: str) -> np.ndarray:
+        toks = self.vectors.tokens(text)[: self.max_seq_length]
+        return self.vectors.vectors([t.id for t in toks]).mean(0) if toks else np.zeros(self.vectors.dim, dtype=np.float32)
+
+    def featurize(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), n_features): char n-gram bag | morpheme bag | mean Kiwi vector."""
+        if not texts:
+            return np.zeros((0, self.n_features), dtype=np.float32)
+        chars = self.char.rows([char_grams(t) for t in texts])
+        morphs = self.morph.rows([self._morph_forms(t) for t in texts])
+        means = np.stack([self._mean_vector(t) for t in texts]).astype(np.float32)
+        return np.concatenate([chars, morphs, means], axis=1)
+
+    def preprocess(self, inputs: list[str], prompt: str | None = None, **kwargs) -> dict[str, torch.Tensor]:
+        if not self.keys:
+            raise OhloraError("the topic encoder is untrained; train it with `ohlora memory train PAIRS --base topic`")
+        if prompt:
+            inputs = self._prepend_prompt(inputs, prompt)
+        memory = torch.tensor([parse_memory(t) is not None for t in inputs], dtype=torch.float32)
+        return {"topic_features": torch.from_numpy(self.featurize(list(inputs))), "is_memory": memory}
+
+    def posterior(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.classifier(features) / self.log_temperature.exp(), dim=-1)
+
+    def forward(self, features: dict[str, torch.Tensor], **kwargs) -> dict[str, torch.Tensor]:
+        x = features["topic_features"].to(self.table.device)
+        features["sentence_embedding"] = embed(self.posterior(x), self.table, features["is_memory"].to(x.device))
+        return features
+
+    def predict_keys(self, texts: list[str]) -> list[tuple[str, float]]:
+        """The most likely key of each text and its probability (for inspection)."""
+        with torch.no_grad():
+            p = self.posterior(torch.from_numpy(self.featurize(texts)))
+        best = p.max(dim=-1)
+        return [(self.keys[int(i)], float(v)) for v, i in zip(best.values, best.indices)]
+
+    # --- fitting ------------------------------------------------------------------------------------
+    def fit_rows(self, rows: list, seed: int = 0) -> dict[str, float]:
+        """Fit keys, vocabularies, classifier and key table from pair rows with SPEC §4's
+        five columns. Returns {'loss': final key-table loss}."""
+        from ohlora.memory.train import line_table
+
+        if not all(r.prompt_0 and r.memory_1 for r in rows):
+            raise OhloraError("the topic encoder learns from whole lines: every row needs user_prompt_0 and memory_1 (SPEC §4's five columns, as `ohlora memory make-pairs` writes)")
+        lines, table = line_table(rows)
+        line_keys = [_key_of(m) for m, _ in lines]
+        keys = sorted(set(line_keys))
+        if len(keys) < 2:
+            raise OhloraError(f"the topic encoder needs lines with at least 2 different keys; the pairs have {len(keys)}")
+        key_index = {k: i for i, k in enumerate(keys)}
+        y_line = np.array([key_index[k] for k in line_keys])
+        texts = [t for m, p in lines for t in (p, m)]  # every line's prompt and memory, both labelled with its key
+        y = np.repeat(y_line, 2)
+
+        self.keys = keys
+        self._set_vocab({"char": _fit_bag([char_grams(t) for t in texts]), "morph": _fit_bag([self._morph_forms(t) for t in texts])})
+        x = self.featurize(texts)
+        coef, intercept = _logistic(x, y, len(keys))
+        self.classifier = nn.Linear(self.n_features, len(keys))
+        with torch.no_grad():
+            self.classifier.weight.copy_(torch.from_numpy(coef))
+            self.classifier.bias.copy_(torch.from_numpy(intercept))
+
+        # Out-of-fold posteriors: a line's texts scored by a classifier fitted without that line.
+        rng = random.Random(seed)
+        order = list(range(len(lines)))
+        rng.shuffle(order)
+        folds = min(OOF_FOLDS, len(lines))
+        q_mem = np.zeros((len(lines), len(keys)), dtype=np.float32)  # out-of-fold logits
+        p_prm = np.zeros((len(lines), len(keys)), dtype=np.float32)
+        for f in range(folds):
+            held = sorted(order[f::folds])
+            fit_lines = np.setdiff1d(np.arange(len(lines)), held)
+            fit_rows = np.stack([2 * fit_lines, 2 * fit_lines + 1], axis=1).reshape(-1)
+            c, b = _logistic(x[fit_rows], y[fit_rows], len(keys))
+            q_mem[held] = x[[2 * i + 1 for i in held]] @ c.T + b
+            p_prm[held] = x[[2 * i for i in held]] @ c.T + b
+
+        labels = np.full((len(lines), len(lines)), np.nan, dtype=np.float32)
+        if table:
+            ij = np.array(list(table), dtype=np.int64)
+            labels[ij[:, 0], ij[:, 1]] = np.fromiter(table.values(), dtype=np.float32, count=len(table))
+        labels = np.where(np.isnan(labels), labels.T, labels)  # a score belongs to both orders (train._line_label)
+        np.fill_diagonal(labels, 1.0)  # a line's memory and prompt share its key
+        start = _table_start(labels, y_line, len(keys))
+        loss = self._fit_table(start, q_mem, p_prm, labels, seed)
+        return {"loss": loss}
+
+    def _fit_table(self, start: np.ndarray, q_mem: np.ndarray, p_prm: np.ndarray, labels: np.ndarray, seed: int) -> float:
+        """E and the temperature minimising the MSE between the memory-prompt cosine of
+        line i's memory and line j's prompt and their score, over known cells, from
+        out-of-fold logits."""
+        gen = torch.Generator().manual_seed(seed)
+        table = nn.Parameter(torch.from_numpy(start.astype(np.float32)))
+        log_t = nn.Parameter(torch.zeros(()))
+        opt = torch.optim.Adam([table, log_t], lr=TABLE_LR)
+        q, p, lab = torch.from_numpy(q_mem), torch.from_numpy(p_prm), torch.from_numpy(labels)
+        n = len(q)
+        loss = torch.tensor(float("nan"))
+        for _ in range(TABLE_STEPS):
+            if n > TABLE_BLOCK:
+                a, b = torch.randperm(n, generator=gen)[:TABLE_BLOCK], torch.randperm(n, generator=gen)[:TABLE_BLOCK]
+            else:
+                a = b = torch.arange(n)
+            cell = lab[a][:, b]
+            known = ~torch.isnan(cell)
+            e = F.normalize(table, dim=-1)
+            cos = (torch.softmax(q[a] / log_t.exp(), -1) @ e) @ (torch.softmax(p[b] / log_t.exp(), -1) @ e).T
+            loss = ((cos - torch.nan_to_num(cell)) ** 2)[known].mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            self.table = nn.Parameter(table.detach().clone())
+            self.log_temperature = nn.Parameter(log_t.detach().clone())
+        return float(loss.detach())
+
+    # --- saving ---------------------------------------------------------------------------------------
+    def identity(self) -> str:
+        """What the vectors depend on besides the weights (retrieval.encoder_id hashes it)."""
+        import hashlib
+
+        h = hashlib.sha256(self.kiwi_version.encode())
+        h.update(json.dumps([self.keys, self.char.vocab, self.morph.vocab], ensure_ascii=False).encode())
+        for a in self.vectors.basis.arrays().values():
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()[:16]
+
+    def get_embedding_dimension(self) -> int:
+        return max(len(self.keys), 1) + 2  # embed(): key coordinates, then the memory and prompt slack
+
+    def get_sentence_embedding_dimension(self) -> int:
+        return self.get_embedding_dimension()
+
+    def save(self, output_path: str, *args, safe_serialization: bool = True, **kwargs) -> None:
+        self.save_config(output_path)
+        vocab = {"char": [self.char.vocab, self.char.idf.tolist()], "morph": [self.morph.vocab, self.morph.idf.tolist()]}
+        Path(output_path, self.vocab_file_name).write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+        save_numpy(self.vectors.basis.arrays(), os.path.join(output_path, "basis.safetensors"))
+        self.save_torch_weights(output_path, safe_serialization=True)
+
+    @classmethod
+    def load(cls, model_name_or_path: str, subfolder: str = "", **kwargs) -> TopicEncoder:
+        folder = Path(model_name_or_path, subfolder)
+        config = cls.load_config(str(folder))
+        vocab = json.loads((folder / cls.vocab_file_name).read_text(encoding="utf-8"))
+        basis = Basis.from_arrays(load_numpy(str(folder / "basis.safetensors")))
+        module = cls(**config, basis=basis, vocab=vocab)
+        cls.load_torch_weights(str(folder), model=module)
+        return module
+
+
+def embed(posterior: torch.Tensor, table: torch.Tensor, is_memory: torch.Tensor) -> torch.Tensor:
+    """[p @ Ê, s·memory, s·prompt] with Ê the unit-row key table and s = √(1 - |p @ Ê|²).
+
+    Every vector has norm 1, and the cosine of a memory's and a prompt's vectors is
+    exactly pₘᵀ Ê Êᵀ pₚ: the score the key table predicts, averaged over both texts'
+    key posteriors. (The two last coordinates never meet across the two sides; without
+    them the cosine would divide by |p @ Ê|, which shrinks as a posterior gets unsure,
+    and an unsure text would look close to everything.)"""
+    v = posterior @ F.normalize(table, dim=-1)
+    s = (1.0 - (v * v).sum(-1, keepdim=True)).clamp_min(0.0).sqrt()
+    m = is_memory.reshape(-1, 1).to(v.dtype)
+    return torch.cat([v, s * m, s * (1.0 - m)], dim=-1)
+
+
+def _key_of(memory: str) -> str:
+    """The class of a line: its memory's canonical key (SPEC §4: the score compares keys)."""
+    item = parse_memory(memory)
+    return item.canonical_key() if item is not None else normalize(memory)
+
+
+def _fit_bag(docs: list[list[str]]) -> list:
+    bag = _Bag.fit(docs)
+    return [bag.vocab, bag.idf.tolist()]
+
+
+def _logistic(x: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Multinomial logistic regression (scikit-learn, lbfgs): (coef (K, D), intercept (K,)),
+    zero rows for classes absent from y (a fold may miss a rare key)."""
+    from scipy.sparse import csr_matrix
+    from sklearn.linear_model import LogisticRegression
+
+    present = np.unique(y)
+    coef = np.zeros((n_classes, x.shape[1]), dtype=np.float32)
+    intercept = np.full(n_classes, -1e4, dtype=np.float32)  # an absent class gets ~0 probability
+    if len(present) == 1:
+        intercept[present[0]] = 0.0
+        return coef, intercept
+    clf = LogisticRegression(C=C, max_iter=3000).fit(csr_matrix(x), y)
+    if len(present) == 2:  # scikit-learn's binary form: one row, for the second class
+        coef[present[1]], intercept[present[1]] = clf.coef_[0], clf.intercept_[0]
+        intercept[present[0]] = 0.0
+    else:
+        coef[present], intercept[present] = clf.coef_, clf.intercept_
+    return coef, intercept
+
+
+def _table_start(labels: np.ndarray, y_line: np.ndarray, k: int) -> np.ndarray:
+    """Rows whose Gram matrix is closest (PSD part) to the mean key-pair score matrix."""
+    acc: dict[tuple[int, int], list[float]] = defaultdict(list)
+    ii, jj = np.nonzero(~np.isnan(labels))
+    for i, j in zip(ii, jj):
+        acc[y_line[i], y_line[j]].append(float(labels[i, j]))
+    known = [v for (a, b), vs in acc.items() if a != b for v in vs]
+    fill = float(np.mean(known)) if known else 0.0
+    s = np.full((k, k), fill)
+    for (a, b), vs in acc.items():
+        s[a, b] = np.mean(vs)
+    s = (s + s.T) / 2
+    np.fill_diagonal(s, 1.0)
+    w, u = np.linalg.eigh(s)
+    return u * np.sqrt(np.clip(w, 0.0, None))

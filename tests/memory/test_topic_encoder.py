@@ -1,0 +1,151 @@
+"""The `topic` memory encoder: features, fitting from five-column pair rows, the key table's
+cosines, save/load, the CLI, and the errors of an unusable fit."""
+
+from __future__ import annotations
+
+import json
+import math
+import unicodedata
+
+import numpy as np
+import pytest
+
+from ohlora.errors import OhloraError
+from ohlora.memory.pairs import Pair
+from ohlora.memory.topic_encoder import _Bag, char_grams
+
+# Three keys, four lines each; the key-pair scores are made up for the test (SPEC §4 would
+# take them from a teacher): 가수 and 공연 are close, 날씨 is far from both.
+LINES = [
+    ("[좋아하는 가수: 아이유]", "로라야 노래 추천해 줘"),
+    ("[좋아하는 가수: 로제]", "요즘 들을 음악 뭐 있어?"),
+    ("[좋아하는 가수: 태연]", "이 가수 목소리 너무 좋아 🎵"),
+    ("[좋아하는 가수: 아이유]", "아이유 신곡 들었어?"),
+    ("[오늘 날씨: 비]", "우산 챙겨야 하나?"),
+    ("[오늘 날씨: 맑음]", "햇살 진짜 좋다 ☀️"),
+    ("[오늘 날씨: 흐림]", "하늘이 회색이야"),
+    ("[오늘 날씨: 비]", "비 때문에 신발 다 젖었어"),
+    ("[공연 보고 싶음: 콘서트]", "콘서트 티켓 예매하고 싶다"),
+    ("[공연 보고 싶음: 뮤지컬]", "뮤지컬 보러 가고 싶어"),
+    ("[공연 보고 싶음: 콘서트]", "공연장 가본 지 너무 오래됐어"),
+    ("[공연 보고 싶음: 연극]", "주말에 연극 한 편 볼까"),
+]
+SCORES = {("좋아하는 가수", "공연 보고 싶음"): 0.7, ("좋아하는 가수", "오늘 날씨"): 0.1, ("오늘 날씨", "공연 보고 싶음"): 0.2}
+
+
+def _key(memory: str) -> str:
+    return memory[1:].split(":")[0]
+
+
+def _score(a: str, b: str) -> float:
+    return 1.0 if a == b else SCORES.get((a, b), SCORES.get((b, a)))
+
+
+def _rows(lines=LINES) -> list[Pair]:
+    return [Pair(m0, p1, _score(_key(m0), _key(m1)), 0, p0, m1) for m0, p0 in lines for m1, p1 in lines]
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    from ohlora.memory.train import TrainArgs, train
+
+    return train(None, None, base="topic", args=TrainArgs(valid_ratio=0.0), pairs=_rows(), progress=False)
+
+
+def test_char_grams_pad_words_and_ignore_how_the_text_was_typed():
+    assert char_grams("롤 티어", n_max=2) == [" ", "롤", " ", " 롤", "롤 ", " ", "티", "어", " ", " 티", "티어", "어 "]
+    messy = unicodedata.normalize("NFD", "오늘\u200b 날씨  좋다")
+    assert char_grams(messy) == char_grams("오늘 날씨 좋다")
+
+
+def test_bag_uses_sublinear_tf_smoothed_idf_and_unit_rows():
+    bag = _Bag.fit([["가", "가", "나"], ["나"]])
+    assert bag.vocab == ["가", "나"]
+    # idf = ln((1 + n) / (1 + df)) + 1 with n = 2 documents
+    assert bag.idf.tolist() == pytest.approx([math.log(3 / 2) + 1, 1.0])
+    row = bag.rows([["가", "가", "나", "모름"]])[0]  # an unknown gram is ignored
+    raw = np.array([(1 + math.log(2)) * (math.log(3 / 2) + 1), 1.0])
+    assert row == pytest.approx(raw / np.linalg.norm(raw), abs=1e-6)
+
+
+def test_fit_learns_the_keys_and_reads_unseen_prompts(fitted):
+    enc = fitted.model[0]
+    assert enc.keys == sorted({_key(m) for m, _ in LINES})
+    got = enc.predict_keys(["내일 비 온대 우산 있어?", "새로 나온 노래 들어봤어?", "[오늘 날씨: 눈]"])
+    assert [k for k, _ in got] == ["오늘 날씨", "좋아하는 가수", "오늘 날씨"]
+    assert all(0.0 < p <= 1.0 for _, p in got)
+
+
+def test_cosines_follow_the_key_pair_scores(fitted):
+    """Same key > close keys (0.7) > far keys (0.1) between memories and new prompts."""
+    mems = ["[좋아하는 가수: 아이유]", "[공연 보고 싶음: 콘서트]", "[오늘 날씨: 비]"]
+    z = fitted.model.encode(mems + ["노래 하나만 추천해 줘"], normalize_embeddings=True)
+    cos = z[:3] @ z[3]
+    assert cos[0] > cos[1] > cos[2]
+    # training lines: cosines near their scores (a fit, not a lookup: within 0.2)
+    texts = [m for m, _ in LINES] + [p for _, p in LINES]
+    z = fitted.model.encode(texts, normalize_embeddings=True)
+    n = len(LINES)
+    err = [abs(float(z[i] @ z[n + j]) - _score(_key(LINES[i][0]), _key(LINES[j][0]))) for i in range(n) for j in range(n)]
+    assert np.mean(err) < 0.2
+
+
+def test_save_and_load_give_the_same_vectors(fitted, tmp_path):
+    from ohlora.models import load_sentence_encoder
+
+    fitted.model.save(str(tmp_path))
+    assert json.loads((tmp_path / "modules.json").read_text())[0]["type"] == "ohlora.memory.topic_encoder.TopicEncoder"
+    texts = ["[오늘 일정: 면접] 아 떨린다", "로라야 노래 추천해 줘~", "ㅋㅋㅋ 🍕", ""]
+    again = load_sentence_encoder(str(tmp_path), flag="MODEL_DIR")
+    assert np.allclose(again.encode(texts), fitted.model.encode(texts), atol=1e-5)
+
+
+def test_untrained_topic_encoder_says_how_to_train_it():
+    from ohlora.models import load_sentence_encoder
+
+    with pytest.raises(OhloraError, match="--base topic"):
+        load_sentence_encoder("topic").encode(["안녕"])
+
+
+def test_fit_needs_whole_lines_and_two_keys():
+    from ohlora.memory.train import TrainArgs, train
+
+    three_columns = [Pair(r.memory, r.prompt, r.score) for r in _rows()]
+    with pytest.raises(OhloraError, match="five columns"):
+        train(None, None, base="topic", args=TrainArgs(valid_ratio=0.0), pairs=three_columns, progress=False)
+    one_key = [ln for ln in LINES if _key(ln[0]) == "오늘 날씨"]
+    with pytest.raises(OhloraError, match="at least 2 different keys"):
+        train(None, None, base="topic", args=TrainArgs(valid_ratio=0.0), pairs=_rows(one_key), progress=False)
+
+
+def test_cli_trains_a_topic_encoder_that_pick_uses(tmp_path, capsys):
+    from ohlora.cli import main
+    from ohlora.memory.pairs import write_pairs
+
+    pairs = tmp_path / "pairs.csv"
+    write_pairs([(r.memory, r.prompt_0, r.memory_1, r.prompt, r.score) for r in _rows()], pairs)
+    out = tmp_path / "topic"
+    assert main(["memory", "train", str(pairs), "--base", "topic", "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "topic" in said and "3 keys" in said and "epochs" not in said
+    memory = tmp_path / "memory.txt"
+    memory.write_text("[오늘 날씨: 비]\n[좋아하는 가수: 아이유]\n", encoding="utf-8")
+    assert main(["memory", "pick", str(out), "--memory-file", str(memory), "--threshold", "0.5", "비 와서 우산 사야 해"]) == 0
+    assert capsys.readouterr().out.strip() == "[오늘 날씨: 비]"
+
+
+def test_memory_prompt_cosine_is_the_expected_key_score():
+    """embed(): unit vectors whose memory·prompt cosine is pₘᵀ Ê Êᵀ pₚ, however unsure the posteriors."""
+    import torch
+
+    from ohlora.memory.topic_encoder import embed
+
+    gen = torch.Generator().manual_seed(0)
+    table = torch.randn(5, 5, generator=gen)
+    post = torch.softmax(torch.randn(6, 5, generator=gen) * torch.tensor([[0.1], [1], [3], [10], [0.5], [2]]), dim=-1)
+    is_memory = torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+    z = embed(post, table, is_memory)
+    assert torch.allclose(z.norm(dim=-1), torch.ones(6), atol=1e-6)
+    unit = table / table.norm(dim=-1, keepdim=True)
+    expected = post[:3] @ unit @ unit.T @ post[3:].T
+    assert torch.allclose(z[:3] @ z[3:].T, expected, atol=1e-6)
