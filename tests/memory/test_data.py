@@ -14,7 +14,7 @@ DATA = Path(__file__).resolve().parents[2] / "data" / "memory"
 
 # The non-상태 keys of the reference train pairs' memory_0 column (SPEC §4; 좋아하는 아이돌
 # already read as 좋아하는 가수), and the 상태 values it has: only these have key-pair scores
-# in the reference, which is what ref_keys_combs.txt and ref_keys_more.txt are for.
+# in the reference, which is what the ref_keys_*.txt files are for.
 REF_KEYS = {
     "오늘 날씨", "내일 날씨", "오늘 일정", "내일 일정", "롤 티어", "좋아하는 가수", "좋아하는 꽃",
     "좋아하는 과목", "좋아하는 음식", "지금 있는 곳", "가고 싶은 곳", "먹고 싶은 음식",
@@ -28,7 +28,7 @@ REF_STATES = {
 MIN_LINES_PER_KEY = 18  # so each key is learnt from many phrasings, not the reference's 1-12
 
 
-REF_KEY_FILES = ["ref_keys_combs.txt", "ref_keys_more.txt"]
+REF_KEY_FILES = ["ref_keys_combs.txt", "ref_keys_more.txt", "ref_keys_indirect.txt"]
 
 
 @pytest.mark.parametrize("name", REF_KEY_FILES)
