@@ -91,12 +91,20 @@ class _Bag:
         n = len(docs)
         return cls(vocab, [math.log((1 + n) / (1 + df[g])) + 1.0 for g in vocab])
 
-    def rows(self, docs: list[list[str]]) -> np.ndarray:
-        x = np.zeros((len(docs), len(self.vocab)), dtype=np.float32)
-        for r, d in enumerate(docs):
-            for g, tf in Counter(g for g in d if g in self.index).items():
-                x[r, self.index[g]] = (1.0 + math.log(tf)) * self.idf[self.index[g]]
-        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    def rows(self, docs: list[list[str]]):
+        """A sparse (len(docs), len(vocab)) CSR matrix: a few dozen grams per text out of
+        tens of thousands, so the fit never holds a dense texts × vocabulary array."""
+        from scipy.sparse import csr_matrix
+
+        data, cols, ptr = [], [], [0]
+        for d in docs:
+            counts = Counter(self.index[g] for g in d if g in self.index)
+            vals = np.array([(1.0 + math.log(tf)) * self.idf[i] for i, tf in counts.items()], dtype=np.float32)
+            data.append(vals / max(float(np.linalg.norm(vals)), 1e-12) if len(vals) else vals)
+            cols.extend(counts)
+            ptr.append(len(cols))
+        values = np.concatenate(data) if data else np.zeros(0, dtype=np.float32)
+        return csr_matrix((values, np.array(cols, dtype=np.int64), np.array(ptr, dtype=np.int64)), shape=(len(docs), len(self.vocab)))
 
 
 class TopicEncoder(InputModule):
@@ -129,14 +137,17 @@ class TopicEncoder(InputModule):
         toks = self.vectors.tokens(text)[: self.max_seq_length]
         return self.vectors.vectors([t.id for t in toks]).mean(0) if toks else np.zeros(self.vectors.dim, dtype=np.float32)
 
-    def featurize(self, texts: list[str]) -> np.ndarray:
-        """(len(texts), n_features): char n-gram bag | morpheme bag | mean Kiwi vector."""
-        if not texts:
-            return np.zeros((0, self.n_features), dtype=np.float32)
+    def featurize(self, texts: list[str]):
+        """Sparse CSR (len(texts), n_features): char n-gram bag | morpheme bag | mean Kiwi vector."""
+        from scipy.sparse import csr_matrix, hstack
+
         chars = self.char.rows([char_grams(t) for t in texts])
         morphs = self.morph.rows([self._morph_forms(t) for t in texts])
-        means = np.stack([self._mean_vector(t) for t in texts]).astype(np.float32)
-        return np.concatenate([chars, morphs, means], axis=1)
+        means = np.stack([self._mean_vector(t) for t in texts]).astype(np.float32) if texts else np.zeros((0, self.vectors.dim), dtype=np.float32)
+        return hstack([chars, morphs, csr_matrix(means)], format="csr", dtype=np.float32)
+
+    def _dense(self, texts: list[str]) -> torch.Tensor:
+        return torch.from_numpy(self.featurize(texts).toarray())  # one batch: small
 
     def preprocess(self, inputs: list[str], prompt: str | None = None, **kwargs) -> dict[str, torch.Tensor]:
         if not self.keys:
@@ -144,7 +155,7 @@ class TopicEncoder(InputModule):
         if prompt:
             inputs = self._prepend_prompt(inputs, prompt)
         memory = torch.tensor([parse_memory(t) is not None for t in inputs], dtype=torch.float32)
-        return {"topic_features": torch.from_numpy(self.featurize(list(inputs))), "is_memory": memory}
+        return {"topic_features": self._dense(list(inputs)), "is_memory": memory}
 
     def posterior(self, features: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.classifier(features) / self.log_temperature.exp(), dim=-1)
@@ -157,7 +168,7 @@ class TopicEncoder(InputModule):
     def predict_keys(self, texts: list[str]) -> list[tuple[str, float]]:
         """The most likely key of each text and its probability (for inspection)."""
         with torch.no_grad():
-            p = self.posterior(torch.from_numpy(self.featurize(texts)))
+            p = self.posterior(self._dense(texts))
         best = p.max(dim=-1)
         return [(self.keys[int(i)], float(v)) for v, i in zip(best.values, best.indices)]
 
@@ -201,7 +212,7 @@ class TopicEncoder(InputModule):
             fit_rows = np.stack([2 * fit_lines, 2 * fit_lines + 1], axis=1).reshape(-1)
             c, b = _logistic(x[fit_rows], y[fit_rows], len(keys))
             q_mem[held] = x[[2 * i + 1 for i in held]] @ c.T + b
-            p_prm[held] = x[[2 * i for i in held]] @ c.T + b
+            p_prm[held] = x[[2 * i for i in held]] @ c.T + b  # sparse @ dense: a dense array
 
         labels = np.full((len(lines), len(lines)), np.nan, dtype=np.float32)
         if table:
@@ -305,7 +316,6 @@ def _fit_bag(docs: list[list[str]]) -> list:
 def _logistic(x: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """Multinomial logistic regression (scikit-learn, lbfgs): (coef (K, D), intercept (K,)),
     zero rows for classes absent from y (a fold may miss a rare key)."""
-    from scipy.sparse import csr_matrix
     from sklearn.linear_model import LogisticRegression
 
     present = np.unique(y)
@@ -314,7 +324,7 @@ def _logistic(x: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray,
     if len(present) == 1:
         intercept[present[0]] = 0.0
         return coef, intercept
-    clf = LogisticRegression(C=C, max_iter=3000).fit(csr_matrix(x), y)
+    clf = LogisticRegression(C=C, max_iter=3000).fit(x, y)
     if len(present) == 2:  # scikit-learn's binary form: one row, for the second class
         coef[present[1]], intercept[present[1]] = clf.coef_[0], clf.intercept_[0]
         intercept[present[0]] = 0.0

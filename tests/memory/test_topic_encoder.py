@@ -63,7 +63,7 @@ def test_bag_uses_sublinear_tf_smoothed_idf_and_unit_rows():
     assert bag.vocab == ["가", "나"]
     # idf = ln((1 + n) / (1 + df)) + 1 with n = 2 documents
     assert bag.idf.tolist() == pytest.approx([math.log(3 / 2) + 1, 1.0])
-    row = bag.rows([["가", "가", "나", "모름"]])[0]  # an unknown gram is ignored
+    row = bag.rows([["가", "가", "나", "모름"]]).toarray()[0]  # an unknown gram is ignored
     raw = np.array([(1 + math.log(2)) * (math.log(3 / 2) + 1), 1.0])
     assert row == pytest.approx(raw / np.linalg.norm(raw), abs=1e-6)
 
