@@ -1,0 +1,157 @@
+"""The `topic` encoder, the `kiwi` encoder and their mix on the reference pairs, one run.
+
+1. Choose the mix without the test pairs: k-fold over the reference's 80 *train* lines
+   (16 held out a fold). Each fold fits both encoders on the other lines (+ our own
+   prompts for the reference's keys) and scores pairs of held-out lines (`held×held`)
+   and held-out prompts against every train memory (`all×held`) for topic weights
+   0, 0.25, 0.5, 0.75, 1; the weight with the best mean corr is chosen.
+2. Fit both on all the train lines and report MSE / MAE / corr on the reference test
+   pairs for each weight (only the chosen one is claimed), with fit times, peak RSS and
+   the topic classifier's key accuracy on the 40 test prompts.
+
+Both encoders see the same data: the train pairs plus data/memory/ref_keys_combs.txt,
+ref_keys_more.txt and ref_keys_indirect.txt (labels from the train pairs' key-pair scores). kiwi: lines view, 1
+epoch, batch 64 (as memory_mix.py); topic: fitted (ohlora/memory/topic_encoder.py).
+
+    .venv/bin/python benchmarks/memory_topic.py             # ~5 min on 2 shared cores
+    .venv/bin/python benchmarks/memory_topic.py --folds 0   # skip the choice, use --weight
+
+Results: benchmarks/results/memory_topic.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from memory_mix import metrics, pairs_of, ref_lines  # noqa: E402
+from memory_quality import PUBLISHED, REF_DIR, RESULTS, ROOT  # noqa: E402
+
+EXTRA = ["ref_keys_combs.txt", "ref_keys_more.txt", "ref_keys_indirect.txt"]
+WEIGHTS = [0.0, 0.25, 0.5, 0.75, 1.0]  # topic's share
+
+
+def fit_both(lines, extra, table, seed: int = 0):
+    from ohlora.memory.train import TrainArgs, train
+
+    pairs = pairs_of(lines, extra, table)
+    t = time.perf_counter()
+    topic = train(None, None, base="topic", args=TrainArgs(seed=seed), pairs=pairs, progress=False).model
+    t_topic = time.perf_counter() - t
+    t = time.perf_counter()
+    kiwi = train(None, None, base="kiwi", args=TrainArgs(epochs=1, batch_size=64, seed=seed), pairs=pairs, progress=False).model
+    return topic, kiwi, {"topic_s": round(t_topic, 1), "kiwi_s": round(time.perf_counter() - t, 1)}
+
+
+def by_weight(topic, kiwi, pairs) -> dict:
+    from ohlora.memory.train import pair_cosines
+
+    ct, ck = pair_cosines(topic, pairs), pair_cosines(kiwi, pairs)
+    true = [p.score for p in pairs]
+    return {str(w): metrics(w * ct + (1 - w) * ck, true) for w in WEIGHTS}
+
+
+def key_accuracy(topic, lines) -> float:
+    from ohlora.formats import parse_memory
+
+    got = topic[0].predict_keys([p for _, p in lines])
+    return sum(k == parse_memory(m).canonical_key() for (m, _), (k, _) in zip(lines, got)) / len(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--folds", type=int, default=5, help="folds of 16 held-out train lines used to choose the weight (0: use --weight)")
+    ap.add_argument("--weight", type=float, default=0.75, help="topic's share when --folds 0")
+    a = ap.parse_args()
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(1)
+    from ohlora.memory.pairs import Pair, read_combinations, read_pairs, score_table
+
+    table = score_table(REF_DIR / "train_dataset.csv")
+    extra = [c for name in EXTRA for c in read_combinations(ROOT / "data" / "memory" / name)]
+    lines = ref_lines(REF_DIR / "train_dataset.csv")
+    scores = {(r.memory, r.prompt_0, r.memory_1, r.prompt): r.score for r in read_pairs(REF_DIR / "train_dataset.csv")}
+    res: dict = {"load_avg_at_start": os.getloadavg(), "folds": [], "extra_files": EXTRA, "published_reference": PUBLISHED}
+
+    order = list(range(len(lines)))
+    random.Random(0).shuffle(order)
+    for f in range(a.folds):
+        hold = set(order[f * 16 : (f + 1) * 16])
+        held = [lines[i] for i in sorted(hold)]
+        sets = {
+            "held×held": [Pair(m0, p1, scores[m0, p0, m1, p1]) for m0, p0 in held for m1, p1 in held],
+            "all×held": [Pair(m0, p1, scores[m0, p0, m1, p1]) for m0, p0 in lines for m1, p1 in held],
+        }
+        topic, kiwi, secs = fit_both([ln for i, ln in enumerate(lines) if i not in hold], extra, table)
+        fold = {"fold": f, **secs, "key_acc": key_accuracy(topic, held), **{name: by_weight(topic, kiwi, ps) for name, ps in sets.items()}}
+        res["folds"].append(fold)
+        print(f"fold {f}: key acc {fold['key_acc']:.2f}  " + "  ".join(f"w{w}: {fold['held×held'][str(w)]['corr']:.3f}/{fold['all×held'][str(w)]['corr']:.3f}" for w in WEIGHTS), flush=True)
+    if a.folds:
+        mean = {str(w): float(np.mean([(fd["held×held"][str(w)]["corr"] + fd["all×held"][str(w)]["corr"]) / 2 for fd in res["folds"]])) for w in WEIGHTS}
+        res["cv_mean_corr"] = mean
+        weight = float(max(WEIGHTS, key=lambda w: mean[str(w)]))
+    else:
+        weight = a.weight
+    res["chosen_weight"] = weight
+
+    test = read_pairs(REF_DIR / "test_dataset.csv")
+    topic, kiwi, secs = fit_both(lines, extra, table)
+    res["final_fit_seconds"] = secs
+    res["test_key_acc"] = key_accuracy(topic, ref_lines(REF_DIR / "test_dataset.csv"))
+    res["test"] = by_weight(topic, kiwi, test)
+    if str(weight) not in res["test"]:
+        from ohlora.memory.train import pair_cosines
+
+        res["test"][str(weight)] = metrics(weight * pair_cosines(topic, test) + (1 - weight) * pair_cosines(kiwi, test), [p.score for p in test])
+    res["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    res["load_avg_after"] = os.getloadavg()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "memory_topic.json").write_text(json.dumps(res, indent=1, ensure_ascii=False))
+    md = markdown(res)
+    (RESULTS / "memory_topic.md").write_text(md, encoding="utf-8")
+    print(md)
+    return 0
+
+
+def markdown(res: dict) -> str:
+    w = res["chosen_weight"]
+    out = [
+        "# memory_topic: the topic encoder, kiwi and their mix on the reference pairs",
+        "",
+        f"2 shared CPU cores, one torch thread, load {res['load_avg_at_start'][0]:.1f} at start. Both encoders: the reference train "
+        f"lines + our prompts for its keys ({', '.join(res['extra_files'])}). kiwi: lines view, 1 epoch, batch 64; topic: fitted.",
+        "",
+    ]
+    if res["folds"]:
+        out += ["Weight choice, held-out reference *train* lines (corr held×held / all×held):", "",
+                "| topic weight | " + " | ".join(f"fold {fd['fold']}" for fd in res["folds"]) + " | mean |",
+                "|---|" + "---|" * (len(res["folds"]) + 1)]
+        for k in WEIGHTS:
+            cells = [f"{fd['held×held'][str(k)]['corr']:.3f} / {fd['all×held'][str(k)]['corr']:.3f}" for fd in res["folds"]]
+            out.append(f"| {k} | " + " | ".join(cells) + f" | {res['cv_mean_corr'][str(k)]:.3f} |")
+        accs = ", ".join(f"{fd['key_acc']:.2f}" for fd in res["folds"])
+        out += ["", f"Topic key accuracy on each fold's 16 held-out prompts: {accs}.", "", f"Chosen: topic weight **{w}** (best mean)."]
+    out += ["", "Reference test pairs (1,600):", "", "| encoder | test MSE | test MAE | test corr |", "|---|---|---|---|",
+            f"| published reference (klue/roberta-base) | {PUBLISHED['mse']:.4f} | {PUBLISHED['mae']:.4f} | {PUBLISHED['corr']:.4f} |"]
+    names = {"0.0": "kiwi alone", "1.0": "topic alone"}
+    for k, m in res["test"].items():
+        label = names.get(k, f"mix, topic weight {k}")
+        label += " **(chosen)**" if float(k) == w else (" (not used for the choice)" if k not in names else "")
+        out.append(f"| {label} | {m['mse']:.4f} | {m['mae']:.4f} | {m['corr']:.4f} |")
+    s = res["final_fit_seconds"]
+    out += ["", f"Topic key accuracy on the 40 test prompts: {res['test_key_acc']:.2f}. Fitting on all train lines: topic {s['topic_s']} s, "
+            f"kiwi {s['kiwi_s']} s; peak RSS {res['peak_rss_mb']} MB.", ""]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
