@@ -149,3 +149,22 @@ def test_memory_prompt_cosine_is_the_expected_key_score():
     unit = table / table.norm(dim=-1, keepdim=True)
     expected = post[:3] @ unit @ unit.T @ post[3:].T
     assert torch.allclose(z[:3] @ z[3:].T, expected, atol=1e-6)
+
+
+def test_mixed_with_kiwi_the_cosine_is_the_weighted_mean(fitted, tmp_path):
+    """`ohlora memory mix TOPIC KIWI`: the topic part still knows memories from prompts inside the mix."""
+    from ohlora.cli import main
+    from ohlora.models import load_sentence_encoder
+
+    fitted.model.save(str(tmp_path / "topic"))
+    load_sentence_encoder("kiwi").save(str(tmp_path / "kiwi"))
+    assert main(["memory", "mix", str(tmp_path / "topic"), str(tmp_path / "kiwi"), "--weights", "3,1", "--out", str(tmp_path / "mix")]) == 0
+    mems, prompts = ["[오늘 날씨: 비]", "[좋아하는 가수: 아이유]"], ["우산 어디 뒀더라 ☔", "신곡 들어봤어?"]
+
+    def cos(model):
+        z = model.encode(mems + prompts, normalize_embeddings=True)
+        return z[:2] @ z[2:].T
+
+    mixed = load_sentence_encoder(str(tmp_path / "mix"), flag="MODEL_DIR")
+    expected = 0.75 * cos(fitted.model) + 0.25 * cos(load_sentence_encoder(str(tmp_path / "kiwi")))
+    assert np.allclose(cos(mixed), expected, atol=1e-5)
