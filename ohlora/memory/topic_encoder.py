@@ -10,12 +10,15 @@ solves each part directly instead of asking a transformer to find both in ~100 l
    (떨렸어 and 떨려 share 떨리), and the mean of its Kiwi content-morpheme vectors
    (meaning: 노래 ≈ 곡, ohlora/memory/morphemes.py) — gives p(key | text). Its training
    texts are every line's prompt *and* its `[key: value]` memory.
-2. *How similar are two keys?* Each key gets a vector in a table E; the embedding is
-   p(key | text) @ E. E starts from the key-pair score matrix (its eigenvectors, so
-   that unit rows have those cosines) and is then fitted so that the cosine of a
-   memory's and a prompt's embeddings matches their score *when the posteriors are as
-   soft as on unseen text*: the posteriors it is fitted on come from classifiers that
-   did not see those lines (5-fold out-of-fold), the way a new prompt will look.
+2. *How similar are two keys?* Each key gets a unit vector, a row of a table E that
+   starts from the key-pair score matrix (its eigenvectors, so that the rows have those
+   cosines). The embedding is `[p @ E, s·memory, s·prompt]` with s = √(1 − |p @ E|²)
+   (`embed`): unit length, and a memory's (`[key: value]`) cosine with a prompt is
+   exactly pₘᵀ E Eᵀ pₚ — the key-pair score expected under both texts' posteriors.
+   E and a posterior temperature are then fitted so that this matches the scores *when
+   the posteriors are as unsure as on unseen text*: the posteriors it is fitted on come
+   from classifiers that did not see those lines (5-fold out-of-fold), the way a new
+   prompt will look.
 
 A memory whose key was never trained (`[마우스 소개: …]`) still gets a posterior — over
 the trained keys its words resemble (키보드 소개) — so it is closed-set by construction:
@@ -27,7 +30,7 @@ mix it with an open-vocabulary encoder (`kiwi`) for keys outside the training da
     >>> from ohlora.memory.train import train                                   # doctest: +SKIP
     >>> model = train("pairs.csv", "models/topic", base="topic").model          # doctest: +SKIP
     >>> model.encode(["[좋아하는 가수: 아이유]", "노래 추천해 줘"]).shape        # doctest: +SKIP
-    (2, 33)
+    (2, 35)                                                          # 33 keys + 2
 
 Saved with `model.save(dir)`: `topic_config.json` (keys, sizes, Kiwi version),
 `topic_vocab.json` (n-gram and morpheme vocabularies with their idf), `basis.safetensors`
@@ -57,7 +60,7 @@ from ohlora.memory.morphemes import kiwi_version as installed_kiwi
 
 # Chosen by 5-fold cross-validation over the reference's 80 *train* lines (docs/memory.md):
 # char 1-3-grams + morpheme forms + Kiwi mean vectors beat each view alone and char
-# 1-4-grams; C = 10 ties C = 100 and beats C = 1 (which under-fits the ~30 keys).
+# 1-4-grams; C = 10 beat 3 and 30 (CV corr 0.661 vs 0.650 / 0.657); 10 folds = 5.
 CHAR_NGRAMS = 3
 C = 10.0
 OOF_FOLDS = 5  # out-of-fold posteriors for fitting the key table
