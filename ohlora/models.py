@@ -83,10 +83,16 @@ def load_failed(name: str, flag: str, err: Exception) -> ModelLoadError:
 def load_sentence_encoder(name: str, flag: str = "--base", max_seq_length: int = 64, device: str | None = None):
     """A SentenceTransformer. A plain transformer (e.g. klue/roberta-base) gets mean
     pooling, as the reference did (SPEC §4); a saved Sentence-Transformers folder keeps
-    its own modules."""
+    its own modules.
+
+    `kiwi` and `topic` name fresh encoders where a starting point is asked for (`--base`,
+    `--teacher`); where a trained model is asked for (flag MODEL_DIR), a folder of that
+    name wins: `ohlora memory eval kiwi …` after `train … --out kiwi` means the folder."""
     from sentence_transformers import SentenceTransformer
 
     device = device or "cpu"
+    if flag == "MODEL_DIR" and name in (KIWI, TOPIC) and Path(name).is_dir():
+        name = str(Path(name).resolve())  # a path now, not the built-in name
     try:
         if name == KIWI:  # a fresh, untrained kiwi encoder
             from ohlora.memory.kiwi_encoder import KiwiEncoder

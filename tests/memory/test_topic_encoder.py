@@ -168,3 +168,14 @@ def test_mixed_with_kiwi_the_cosine_is_the_weighted_mean(fitted, tmp_path):
     mixed = load_sentence_encoder(str(tmp_path / "mix"), flag="MODEL_DIR")
     expected = 0.75 * cos(fitted.model) + 0.25 * cos(load_sentence_encoder(str(tmp_path / "kiwi")))
     assert np.allclose(cos(mixed), expected, atol=1e-5)
+
+
+def test_a_model_folder_named_like_a_builtin_encoder_is_the_folder(fitted, tmp_path, monkeypatch):
+    """After `train ... --out topic`, `eval topic ...` means that folder, not a fresh encoder;
+    `--base topic` still means a fresh one."""
+    from ohlora.models import load_sentence_encoder
+
+    fitted.model.save(str(tmp_path / "topic"))
+    monkeypatch.chdir(tmp_path)
+    assert load_sentence_encoder("topic", flag="MODEL_DIR")[0].keys == fitted.model[0].keys
+    assert load_sentence_encoder("topic", flag="--base")[0].keys == []
