@@ -85,13 +85,14 @@ def load_sentence_encoder(name: str, flag: str = "--base", max_seq_length: int =
     pooling, as the reference did (SPEC §4); a saved Sentence-Transformers folder keeps
     its own modules.
 
-    `kiwi` and `topic` name fresh encoders where a starting point is asked for (`--base`,
-    `--teacher`); where a trained model is asked for (flag MODEL_DIR), a folder of that
-    name wins: `ohlora memory eval kiwi …` after `train … --out kiwi` means the folder."""
+    `kiwi`, `topic` and `bundled` name built-in encoders where a starting point is asked
+    for (`--base`, `--teacher`); where a trained model is asked for (flag MODEL_DIR), a
+    folder of that name wins: `ohlora memory eval kiwi …` after `train … --out kiwi` means
+    the folder."""
     from sentence_transformers import SentenceTransformer
 
     device = device or "cpu"
-    if flag == "MODEL_DIR" and name in (KIWI, TOPIC) and Path(name).is_dir():
+    if flag == "MODEL_DIR" and name in (KIWI, TOPIC, BUNDLED) and Path(name).is_dir():
         name = str(Path(name).resolve())  # a path now, not the built-in name
     try:
         if name == KIWI:  # a fresh, untrained kiwi encoder

@@ -175,7 +175,9 @@ def test_a_model_folder_named_like_a_builtin_encoder_is_the_folder(fitted, tmp_p
     `--base topic` still means a fresh one."""
     from ohlora.models import load_sentence_encoder
 
-    fitted.model.save(str(tmp_path / "topic"))
+    for name in ("topic", "bundled"):
+        fitted.model.save(str(tmp_path / name))
     monkeypatch.chdir(tmp_path)
     assert load_sentence_encoder("topic", flag="MODEL_DIR")[0].keys == fitted.model[0].keys
+    assert load_sentence_encoder("bundled", flag="MODEL_DIR")[0].keys == fitted.model[0].keys
     assert load_sentence_encoder("topic", flag="--base")[0].keys == []
