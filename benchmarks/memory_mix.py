@@ -85,16 +85,69 @@ def by_weight(kiwi, minilm, pairs) -> dict:
     return {str(w): metrics(w * ck + (1 - w) * cm, true) for w in WEIGHTS}
 
 
+# --- shared with memory_topic.py: folds of held-out train lines, the weight choice, the tables ---
+def fold_sets(lines, scores, order, f: int, size: int = 16):
+    """Fold f: (train lines, held-out lines, {"held×held": pairs, "all×held": pairs})."""
+    from ohlora.memory.pairs import Pair
+
+    hold = set(order[f * size : (f + 1) * size])
+    held = [lines[i] for i in sorted(hold)]
+    sets = {
+        "held×held": [Pair(m0, p1, scores[m0, p0, m1, p1]) for m0, p0 in held for m1, p1 in held],
+        "all×held": [Pair(m0, p1, scores[m0, p0, m1, p1]) for m0, p0 in lines for m1, p1 in held],
+    }
+    return [ln for i, ln in enumerate(lines) if i not in hold], held, sets
+
+
+def fold_line(fold: dict, weights) -> str:
+    return "  ".join(f"w{w}: {fold['held×held'][str(w)]['corr']:.3f}/{fold['all×held'][str(w)]['corr']:.3f}" for w in weights)
+
+
+def choose_weight(folds: list[dict], weights) -> tuple[dict, float]:
+    """Mean of held×held and all×held corr per weight over the folds, and the best weight."""
+    import numpy as np
+
+    mean = {str(w): float(np.mean([(fd["held×held"][str(w)]["corr"] + fd["all×held"][str(w)]["corr"]) / 2 for fd in folds])) for w in weights}
+    return mean, float(max(weights, key=lambda w: mean[str(w)]))
+
+
+def cv_table(res: dict, weights, share: str) -> list[str]:
+    out = ["Weight choice, held-out reference *train* lines (corr held×held / all×held):", "",
+           f"| {share} weight | " + " | ".join(f"fold {fd['fold']}" for fd in res["folds"]) + " | mean |",
+           "|---|" + "---|" * (len(res["folds"]) + 1)]
+    for k in weights:
+        cells = [f"{fd['held×held'][str(k)]['corr']:.3f} / {fd['all×held'][str(k)]['corr']:.3f}" for fd in res["folds"]]
+        out.append(f"| {k} | " + " | ".join(cells) + f" | {res['cv_mean_corr'][str(k)]:.3f} |")
+    return out
+
+
+def test_table(res: dict, share: str, names: dict) -> list[str]:
+    """The test-pair table; `names` labels the weights 0.0 and 1.0 (one encoder alone)."""
+    w = res["chosen_weight"]
+    out = ["Reference test pairs (1,600):", "", "| encoder | test MSE | test MAE | test corr |", "|---|---|---|---|",
+           f"| published reference (klue/roberta-base) | {PUBLISHED['mse']:.4f} | {PUBLISHED['mae']:.4f} | {PUBLISHED['corr']:.4f} |"]
+    for k, m in res["test"].items():
+        label = names.get(k, f"mix, {share} weight {k}") + (" **(chosen)**" if float(k) == w else (" (not used for the choice)" if k not in names else ""))
+        out.append(f"| {label} | {m['mse']:.4f} | {m['mae']:.4f} | {m['corr']:.4f} |")
+    return out
+
+
+def write_results(name: str, res: dict, md: str) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(res, indent=1, ensure_ascii=False))
+    (RESULTS / f"{name}.md").write_text(md, encoding="utf-8")
+    print(md)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--folds", type=int, default=3, help="folds of 16 held-out train lines used to choose the weight (0: use --weight)")
     ap.add_argument("--weight", type=float, default=0.7, help="kiwi's share when --folds 0")
     a = ap.parse_args()
-    import numpy as np
     import torch
 
     torch.set_num_threads(1)
-    from ohlora.memory.pairs import Pair, read_combinations, read_pairs, score_table
+    from ohlora.memory.pairs import read_combinations, read_pairs, score_table
 
     table = score_table(REF_DIR / "train_dataset.csv")
     extra = [c for name in EXTRA for c in read_combinations(ROOT / "data" / "memory" / name)]
@@ -105,21 +158,13 @@ def main() -> int:
     order = list(range(len(lines)))
     random.Random(0).shuffle(order)
     for f in range(a.folds):
-        hold = set(order[f * 16 : (f + 1) * 16])
-        train_lines = [ln for i, ln in enumerate(lines) if i not in hold]
-        held = [lines[i] for i in sorted(hold)]
-        sets = {
-            "held×held": [Pair(m0, p1, scores[m0, p0, m1, p1]) for m0, p0 in held for m1, p1 in held],
-            "all×held": [Pair(m0, p1, scores[m0, p0, m1, p1]) for m0, p0 in lines for m1, p1 in held],
-        }
+        train_lines, _held, sets = fold_sets(lines, scores, order, f)
         kiwi, minilm, secs = train_both(train_lines, extra, table)
         fold = {"fold": f, **secs, **{name: by_weight(kiwi, minilm, ps) for name, ps in sets.items()}}
         res["folds"].append(fold)
-        print(f"fold {f}: " + "  ".join(f"w{w}: {fold['held×held'][str(w)]['corr']:.3f}/{fold['all×held'][str(w)]['corr']:.3f}" for w in WEIGHTS), flush=True)
+        print(f"fold {f}: " + fold_line(fold, WEIGHTS), flush=True)
     if a.folds:
-        mean = {str(w): float(np.mean([(fd["held×held"][str(w)]["corr"] + fd["all×held"][str(w)]["corr"]) / 2 for fd in res["folds"]])) for w in WEIGHTS}
-        res["cv_mean_corr"] = mean
-        weight = float(max(WEIGHTS, key=lambda w: mean[str(w)]))
+        res["cv_mean_corr"], weight = choose_weight(res["folds"], WEIGHTS)
     else:
         weight = a.weight
     res["chosen_weight"] = weight
@@ -134,11 +179,7 @@ def main() -> int:
         ck, cm = pair_cosines(kiwi, test), pair_cosines(minilm, test)
         res["test"][str(weight)] = metrics(weight * ck + (1 - weight) * cm, [p.score for p in test])
     res["load_avg_after"] = os.getloadavg()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "memory_mix.json").write_text(json.dumps(res, indent=1, ensure_ascii=False))
-    md = markdown(res)
-    (RESULTS / "memory_mix.md").write_text(md, encoding="utf-8")
-    print(md)
+    write_results("memory_mix", res, markdown(res))
     return 0
 
 
@@ -152,19 +193,8 @@ def markdown(res: dict) -> str:
         "",
     ]
     if res["folds"]:
-        out += ["Weight choice, held-out reference *train* lines (corr held×held / all×held):", "",
-                "| kiwi weight | " + " | ".join(f"fold {fd['fold']}" for fd in res["folds"]) + " | mean |",
-                "|---|" + "---|" * (len(res["folds"]) + 1)]
-        for k in WEIGHTS:
-            cells = [f"{fd['held×held'][str(k)]['corr']:.3f} / {fd['all×held'][str(k)]['corr']:.3f}" for fd in res["folds"]]
-            out.append(f"| {k} | " + " | ".join(cells) + f" | {res['cv_mean_corr'][str(k)]:.3f} |")
-        out += ["", f"Chosen: kiwi weight **{w}** (best mean)."]
-    out += ["", "Reference test pairs (1,600):", "", "| encoder | test MSE | test MAE | test corr |", "|---|---|---|---|",
-            f"| published reference (klue/roberta-base) | {PUBLISHED['mse']:.4f} | {PUBLISHED['mae']:.4f} | {PUBLISHED['corr']:.4f} |"]
-    names = {"0.0": "bundled MiniLM alone", "1.0": "kiwi alone"}
-    for k, m in res["test"].items():
-        label = names.get(k, f"mix, kiwi weight {k}") + (" **(chosen)**" if float(k) == w else (" (not used for the choice)" if k not in names else ""))
-        out.append(f"| {label} | {m['mse']:.4f} | {m['mae']:.4f} | {m['corr']:.4f} |")
+        out += cv_table(res, WEIGHTS, "kiwi") + ["", f"Chosen: kiwi weight **{w}** (best mean)."]
+    out += [""] + test_table(res, "kiwi", {"0.0": "bundled MiniLM alone", "1.0": "kiwi alone"})
     s = res["final_train_seconds"]
     out += ["", f"Training on all train pairs: kiwi {s['kiwi_s']} s, MiniLM {s['minilm_s']} s.", ""]
     return "\n".join(out)

@@ -22,7 +22,6 @@ Results: benchmarks/results/memory_topic.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import resource
@@ -31,8 +30,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from memory_mix import metrics, pairs_of, ref_lines  # noqa: E402
-from memory_quality import PUBLISHED, REF_DIR, RESULTS, ROOT  # noqa: E402
+from memory_mix import choose_weight, cv_table, fold_line, fold_sets, metrics, pairs_of, ref_lines, test_table, write_results  # noqa: E402
+from memory_quality import PUBLISHED, REF_DIR, ROOT  # noqa: E402
 
 EXTRA = ["ref_keys_combs.txt", "ref_keys_more.txt", "ref_keys_indirect.txt"]
 WEIGHTS = [0.0, 0.25, 0.5, 0.75, 1.0]  # topic's share
@@ -70,11 +69,10 @@ def main() -> int:
     ap.add_argument("--folds", type=int, default=5, help="folds of 16 held-out train lines used to choose the weight (0: use --weight)")
     ap.add_argument("--weight", type=float, default=0.75, help="topic's share when --folds 0")
     a = ap.parse_args()
-    import numpy as np
     import torch
 
     torch.set_num_threads(1)
-    from ohlora.memory.pairs import Pair, read_combinations, read_pairs, score_table
+    from ohlora.memory.pairs import read_combinations, read_pairs, score_table
 
     table = score_table(REF_DIR / "train_dataset.csv")
     extra = [c for name in EXTRA for c in read_combinations(ROOT / "data" / "memory" / name)]
@@ -85,20 +83,13 @@ def main() -> int:
     order = list(range(len(lines)))
     random.Random(0).shuffle(order)
     for f in range(a.folds):
-        hold = set(order[f * 16 : (f + 1) * 16])
-        held = [lines[i] for i in sorted(hold)]
-        sets = {
-            "held×held": [Pair(m0, p1, scores[m0, p0, m1, p1]) for m0, p0 in held for m1, p1 in held],
-            "all×held": [Pair(m0, p1, scores[m0, p0, m1, p1]) for m0, p0 in lines for m1, p1 in held],
-        }
-        topic, kiwi, secs = fit_both([ln for i, ln in enumerate(lines) if i not in hold], extra, table)
+        train_lines, held, sets = fold_sets(lines, scores, order, f)
+        topic, kiwi, secs = fit_both(train_lines, extra, table)
         fold = {"fold": f, **secs, "key_acc": key_accuracy(topic, held), **{name: by_weight(topic, kiwi, ps) for name, ps in sets.items()}}
         res["folds"].append(fold)
-        print(f"fold {f}: key acc {fold['key_acc']:.2f}  " + "  ".join(f"w{w}: {fold['held×held'][str(w)]['corr']:.3f}/{fold['all×held'][str(w)]['corr']:.3f}" for w in WEIGHTS), flush=True)
+        print(f"fold {f}: key acc {fold['key_acc']:.2f}  " + fold_line(fold, WEIGHTS), flush=True)
     if a.folds:
-        mean = {str(w): float(np.mean([(fd["held×held"][str(w)]["corr"] + fd["all×held"][str(w)]["corr"]) / 2 for fd in res["folds"]])) for w in WEIGHTS}
-        res["cv_mean_corr"] = mean
-        weight = float(max(WEIGHTS, key=lambda w: mean[str(w)]))
+        res["cv_mean_corr"], weight = choose_weight(res["folds"], WEIGHTS)
     else:
         weight = a.weight
     res["chosen_weight"] = weight
@@ -114,11 +105,7 @@ def main() -> int:
         res["test"][str(weight)] = metrics(weight * pair_cosines(topic, test) + (1 - weight) * pair_cosines(kiwi, test), [p.score for p in test])
     res["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     res["load_avg_after"] = os.getloadavg()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "memory_topic.json").write_text(json.dumps(res, indent=1, ensure_ascii=False))
-    md = markdown(res)
-    (RESULTS / "memory_topic.md").write_text(md, encoding="utf-8")
-    print(md)
+    write_results("memory_topic", res, markdown(res))
     return 0
 
 
@@ -132,21 +119,9 @@ def markdown(res: dict) -> str:
         "",
     ]
     if res["folds"]:
-        out += ["Weight choice, held-out reference *train* lines (corr held×held / all×held):", "",
-                "| topic weight | " + " | ".join(f"fold {fd['fold']}" for fd in res["folds"]) + " | mean |",
-                "|---|" + "---|" * (len(res["folds"]) + 1)]
-        for k in WEIGHTS:
-            cells = [f"{fd['held×held'][str(k)]['corr']:.3f} / {fd['all×held'][str(k)]['corr']:.3f}" for fd in res["folds"]]
-            out.append(f"| {k} | " + " | ".join(cells) + f" | {res['cv_mean_corr'][str(k)]:.3f} |")
         accs = ", ".join(f"{fd['key_acc']:.2f}" for fd in res["folds"])
-        out += ["", f"Topic key accuracy on each fold's 16 held-out prompts: {accs}.", "", f"Chosen: topic weight **{w}** (best mean)."]
-    out += ["", "Reference test pairs (1,600):", "", "| encoder | test MSE | test MAE | test corr |", "|---|---|---|---|",
-            f"| published reference (klue/roberta-base) | {PUBLISHED['mse']:.4f} | {PUBLISHED['mae']:.4f} | {PUBLISHED['corr']:.4f} |"]
-    names = {"0.0": "kiwi alone", "1.0": "topic alone"}
-    for k, m in res["test"].items():
-        label = names.get(k, f"mix, topic weight {k}")
-        label += " **(chosen)**" if float(k) == w else (" (not used for the choice)" if k not in names else "")
-        out.append(f"| {label} | {m['mse']:.4f} | {m['mae']:.4f} | {m['corr']:.4f} |")
+        out += cv_table(res, WEIGHTS, "topic") + ["", f"Topic key accuracy on each fold's 16 held-out prompts: {accs}.", "", f"Chosen: topic weight **{w}** (best mean)."]
+    out += [""] + test_table(res, "topic", {"0.0": "kiwi alone", "1.0": "topic alone"})
     s = res["final_fit_seconds"]
     out += ["", f"Topic key accuracy on the 40 test prompts: {res['test_key_acc']:.2f}. Fitting on all train lines: topic {s['topic_s']} s, "
             f"kiwi {s['kiwi_s']} s; peak RSS {res['peak_rss_mb']} MB.", ""]
