@@ -25,12 +25,10 @@ the trained weights. `ohlora.models.load_sentence_encoder(dir)` loads it back wi
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.numpy import load_file as load_numpy, save_file as save_numpy
 from sentence_transformers.base.modules.input_module import InputModule
 from torch import nn
 
@@ -104,12 +102,7 @@ class KiwiEncoder(InputModule):
     def identity(self) -> str:
         """What the vectors depend on besides the weights (retrieval.encoder_id hashes it):
         the Kiwi version and the basis."""
-        import hashlib
-
-        h = hashlib.sha256(self.kiwi_version.encode())
-        for a in self.vectors.basis.arrays().values():
-            h.update(np.ascontiguousarray(a).tobytes())
-        return h.hexdigest()[:16]
+        return self.vectors.basis.identity(self.kiwi_version)
 
     def get_embedding_dimension(self) -> int:
         return self.dim
@@ -119,14 +112,13 @@ class KiwiEncoder(InputModule):
 
     def save(self, output_path: str, *args, safe_serialization: bool = True, **kwargs) -> None:
         self.save_config(output_path)
-        save_numpy(self.vectors.basis.arrays(), os.path.join(output_path, "basis.safetensors"))
+        self.vectors.basis.save(output_path)
         self.save_torch_weights(output_path, safe_serialization=True)
 
     @classmethod
     def load(cls, model_name_or_path: str, subfolder: str = "", **kwargs) -> KiwiEncoder:
         folder = Path(model_name_or_path, subfolder)
         config = cls.load_config(str(folder))
-        basis = Basis.from_arrays(load_numpy(str(folder / "basis.safetensors")))
-        module = cls(**config, basis=basis)
+        module = cls(**config, basis=Basis.load(folder))
         cls.load_torch_weights(str(folder), model=module)
         return module

@@ -28,6 +28,7 @@ held-out correlation in our cross-validation (docs/memory.md).
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,6 +78,33 @@ class Basis:
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"anchors": self.anchors, "proj": self.proj, "mean": self.mean, "top": self.top, "n_vocab": np.array([self.n_vocab])}
+
+    # A trained encoder over these vectors keeps its basis beside its weights, so it means
+    # the same on any machine (kiwi_encoder.py, topic_encoder.py).
+    file_name = "basis.safetensors"
+
+    def save(self, folder) -> None:
+        from safetensors.numpy import save_file
+
+        save_file(self.arrays(), os.path.join(folder, self.file_name))
+
+    @classmethod
+    def load(cls, folder) -> Basis:
+        from safetensors.numpy import load_file
+
+        return cls.from_arrays(load_file(os.path.join(folder, cls.file_name)))
+
+    def identity(self, kiwi_version: str, *extra: str) -> str:
+        """A short hash of what vectors over this basis depend on besides trained weights
+        (retrieval.encoder_id uses it): the Kiwi version, the basis, and `extra`."""
+        import hashlib
+
+        h = hashlib.sha256(kiwi_version.encode())
+        for e in extra:
+            h.update(e.encode())
+        for a in self.arrays().values():
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()[:16]
 
     @classmethod
     def from_arrays(cls, a: dict) -> Basis:
@@ -156,17 +184,23 @@ class MorphemeVectors:
     def tokens(self, text: str, content_only: bool = True) -> list[Token]:
         """Kiwi morphemes of `text` (NFC, zero-width removed first) that have a vector;
         content morphemes only unless none is left."""
+        return self.analyse(text, content_only)[1]
+
+    def analyse(self, text: str, content_only: bool = True) -> tuple[list[str], list[Token]]:
+        """Every Kiwi morpheme form of `text`, and its `tokens()`, from one tokenisation."""
         text = normalize(text)
         colon = text.find(":") if text.startswith("[") else -1
         out = []
-        for t in self.kiwi.tokenize(text):
+        kiwi_tokens = self.kiwi.tokenize(text)
+        forms = [t.form for t in kiwi_tokens]
+        for t in kiwi_tokens:
             if t.id >= self.basis.n_vocab:
                 continue
             part = PROMPT if colon < 0 else (KEY if t.start < colon else VALUE)
             tag = t.tag.split("-")[0]
             out.append((Token(t.id, t.form, TAG_INDEX.get(tag, 0), part), tag in CONTENT))
         content = [tok for tok, c in out if c]
-        return content if (content or not content_only) else [tok for tok, _ in out]
+        return forms, (content if (content or not content_only) else [tok for tok, _ in out])
 
     def vectors(self, ids: list[int]) -> np.ndarray:
         """(len(ids), dim) centred unit vectors."""

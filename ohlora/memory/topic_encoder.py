@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -49,7 +48,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.numpy import load_file as load_numpy, save_file as save_numpy
 from sentence_transformers.base.modules.input_module import InputModule
 from torch import nn
 
@@ -133,20 +131,26 @@ class TopicEncoder(InputModule):
         self.n_features = len(self.char.vocab) + len(self.morph.vocab) + self.vectors.dim
 
     # --- text -> features -> embedding ------------------------------------------------------------
-    def _morph_forms(self, text: str) -> list[str]:
-        return [t.form.lower() for t in self.vectors.kiwi.tokenize(normalize(text))][: self.max_seq_length]
+    def _analyse(self, texts: list[str]) -> list[tuple[list[str], np.ndarray]]:
+        """Per text, from one Kiwi tokenisation: its morpheme forms (lower-cased) and the mean
+        vector of its content morphemes."""
+        out = []
+        for text in texts:
+            forms, toks = self.vectors.analyse(text)
+            toks = toks[: self.max_seq_length]
+            mean = self.vectors.vectors([t.id for t in toks]).mean(0) if toks else np.zeros(self.vectors.dim, dtype=np.float32)
+            out.append(([f.lower() for f in forms][: self.max_seq_length], mean))
+        return out
 
-    def _mean_vector(self, text: str) -> np.ndarray:
-        toks = self.vectors.tokens(text)[: self.max_seq_length]
-        return self.vectors.vectors([t.id for t in toks]).mean(0) if toks else np.zeros(self.vectors.dim, dtype=np.float32)
-
-    def featurize(self, texts: list[str]):
-        """Sparse CSR (len(texts), n_features): char n-gram bag | morpheme bag | mean Kiwi vector."""
+    def featurize(self, texts: list[str], analysed: list | None = None):
+        """Sparse CSR (len(texts), n_features): char n-gram bag | morpheme bag | mean Kiwi vector.
+        `analysed`: `_analyse(texts)` when the caller already has it."""
         from scipy.sparse import csr_matrix, hstack
 
+        analysed = analysed if analysed is not None else self._analyse(texts)
         chars = self.char.rows([char_grams(t) for t in texts])
-        morphs = self.morph.rows([self._morph_forms(t) for t in texts])
-        means = np.stack([self._mean_vector(t) for t in texts]).astype(np.float32) if texts else np.zeros((0, self.vectors.dim), dtype=np.float32)
+        morphs = self.morph.rows([forms for forms, _ in analysed])
+        means = np.stack([m for _, m in analysed]).astype(np.float32) if texts else np.zeros((0, self.vectors.dim), dtype=np.float32)
         return hstack([chars, morphs, csr_matrix(means)], format="csr", dtype=np.float32)
 
     def _dense(self, texts: list[str]) -> torch.Tensor:
@@ -194,8 +198,9 @@ class TopicEncoder(InputModule):
         y = np.repeat(y_line, 2)
 
         self.keys = keys
-        self._set_vocab({"char": _fit_bag([char_grams(t) for t in texts]), "morph": _fit_bag([self._morph_forms(t) for t in texts])})
-        x = self.featurize(texts)
+        analysed = self._analyse(texts)  # Kiwi once per text, for the vocabulary and the features
+        self._set_vocab({"char": _fit_bag([char_grams(t) for t in texts]), "morph": _fit_bag([forms for forms, _ in analysed])})
+        x = self.featurize(texts, analysed)
         coef, intercept = _logistic(x, y, len(keys))
         self.classifier = nn.Linear(self.n_features, len(keys))
         with torch.no_grad():
@@ -259,13 +264,7 @@ class TopicEncoder(InputModule):
     # --- saving ---------------------------------------------------------------------------------------
     def identity(self) -> str:
         """What the vectors depend on besides the weights (retrieval.encoder_id hashes it)."""
-        import hashlib
-
-        h = hashlib.sha256(self.kiwi_version.encode())
-        h.update(json.dumps([self.keys, self.char.vocab, self.morph.vocab], ensure_ascii=False).encode())
-        for a in self.vectors.basis.arrays().values():
-            h.update(np.ascontiguousarray(a).tobytes())
-        return h.hexdigest()[:16]
+        return self.vectors.basis.identity(self.kiwi_version, json.dumps([self.keys, self.char.vocab, self.morph.vocab], ensure_ascii=False))
 
     def get_embedding_dimension(self) -> int:
         return max(len(self.keys), 1) + 2  # embed(): key coordinates, then the memory and prompt slack
@@ -277,7 +276,7 @@ class TopicEncoder(InputModule):
         self.save_config(output_path)
         vocab = {"char": [self.char.vocab, self.char.idf.tolist()], "morph": [self.morph.vocab, self.morph.idf.tolist()]}
         Path(output_path, self.vocab_file_name).write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-        save_numpy(self.vectors.basis.arrays(), os.path.join(output_path, "basis.safetensors"))
+        self.vectors.basis.save(output_path)
         self.save_torch_weights(output_path, safe_serialization=True)
 
     @classmethod
@@ -285,8 +284,7 @@ class TopicEncoder(InputModule):
         folder = Path(model_name_or_path, subfolder)
         config = cls.load_config(str(folder))
         vocab = json.loads((folder / cls.vocab_file_name).read_text(encoding="utf-8"))
-        basis = Basis.from_arrays(load_numpy(str(folder / "basis.safetensors")))
-        module = cls(**config, basis=basis, vocab=vocab)
+        module = cls(**config, basis=Basis.load(folder), vocab=vocab)
         cls.load_torch_weights(str(folder), model=module)
         return module
 
