@@ -25,6 +25,9 @@ TOPIC = "topic"
 
 # The four LoRA heads, in the order a turn runs them (SPEC §1 steps 4-7).
 HEADS: tuple[str, ...] = ("output_message", "memory", "summary", "eyes_mouth_pose")
+# How one generate batch applies several heads' adapters (ohlora.heads.row_lora; the
+# first is the default: benchmarks/results/engine_replay.md).
+MIXED_ADAPTERS: tuple[str, ...] = ("stacked", "peft")
 
 
 @dataclass(frozen=True)

@@ -115,19 +115,19 @@ class EngineConfig:
     )
     constrained: bool = field(default=True, metadata={"help": "constrain the memory and expression heads"})
     # 3 candidates, measured with the early exit on (benchmarks/results/engine_latency.md: demo
-    # stand-ins, 96 turns, seed 0, one run on a quiet machine; engine_step_cost.md: the 1.3B projection), k = 1/2/3/4:
-    #   generate calls a turn        2.69 / 2.21 / 2.04 / 2.08   (issue #4 target: 2)
-    #   decode steps vs reference    0.50 / 0.42 / 0.41 / 0.41
-    #   CPU wall vs reference        0.75 / 0.75 / 0.79 / 0.86   (tiny models: a step's cost grows with rows)
-    #   projected at 1.3B            0.51 / 0.44 / 0.45 / 0.47   (memory-bound step; 0.67/0.58/0.57/0.56 launch-bound)
-    # 2 and 3 tie on projected latency; 3 keeps the calls at 2 (2.02-2.12 over seeds 0-2 at 48
-    # turns, vs 2.02-2.40 for 2) and the tail short (max 4 calls vs 9); 4 adds rows and saves nothing.
+    # stand-ins, 96 turns, seed 0, one run), k = 1/2/3/4:
+    #   generate calls a turn        2.90 / 2.21 / 2.08 / 2.03   (issue #4 target: 2)
+    #   decode steps vs reference    0.50 / 0.39 / 0.37 / 0.36
+    #   CPU wall vs reference        0.71 / 0.58 / 0.61 / 0.67   (tiny models: a step's cost grows with rows)
+    # 3 holds the calls at 2 with a short tail (max 6 calls vs 9 for 2; 2.02-2.12 over seeds 0-2
+    # at 48 turns, vs 2.02-2.40 for 2); 4 adds a row to every call for little (2.03 calls). On an H200 at
+    # polyglot-ko-1.3b's shapes the k=3 turn is 0.41x the reference's (engine_replay.md).
     reply_candidates: int = field(
         default=3,
         metadata={
             "help": "reply samples per generate call; the batch stops once the first that passes the checks "
-            "(in order) has finished. 3: 2.04 calls a turn (2.69 with 1), decode steps 0.41x the reference, "
-            "projected 1.3B latency 0.45x (benchmarks/results/engine_latency.md, engine_step_cost.md)"
+            "(in order) has finished. 3: 2.08 calls a turn (2.90 with 1), decode steps 0.37x the reference, "
+            "turn latency 0.41x on a GPU at 1.3B shapes (benchmarks/results/engine_latency.md, engine_replay.md)"
         },
     )
     summary_candidates: int = field(
@@ -149,8 +149,20 @@ class EngineConfig:
         },
     )
     top_k: int = field(default=50, metadata={"help": "top-k at sampling (transformers' default, which the reference used)"})
+    # stacked, measured on an H200 at polyglot-ko-1.3b's shapes (benchmarks/results/engine_replay.md, 40 turns):
+    # a 4-row step of two heads costs 27.4 ms stacked, 41.7 ms with peft's mixed batch, 27.6 ms for the
+    # reference's one-row step; the default engine's turn is 0.43x the reference's stacked, 0.66x with peft.
+    mixed_adapters: str = field(
+        default=config.MIXED_ADAPTERS[0],
+        metadata={
+            "help": "how a batch of two heads applies their adapters: stacked (ohlora.heads.row_lora, fixed "
+            "operators per layer) or peft (its `adapter_names` mixed batch, a loop over adapters in every layer)"
+        },
+    )
     device: str | None = field(default=None, metadata={"help": "cpu / cuda (None: cuda if available)"})
 
     def __post_init__(self) -> None:
         if self.pipeline not in PIPELINES:
             raise ValueError(f"pipeline must be one of {PIPELINES}, got {self.pipeline!r}")
+        if self.mixed_adapters not in config.MIXED_ADAPTERS:
+            raise ValueError(f"mixed_adapters must be one of {config.MIXED_ADAPTERS}, got {self.mixed_adapters!r}")

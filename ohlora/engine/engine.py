@@ -304,7 +304,7 @@ class Engine:
             if seed is not None:  # reproducible turns: each call of a turn gets its own seed
                 torch.manual_seed(seed[0] + seed[1])
                 seed[1] += 1
-            out = generate_heads(self.model, self.tokenizer, rows, top_k=self.config.top_k)
+            out = generate_heads(self.model, self.tokenizer, rows, top_k=self.config.top_k, mixed=self.config.mixed_adapters)
             self.generate_calls += 1
             self._calls[threading.get_ident()] += 1
             self._steps[threading.get_ident()] += out[0].steps if out else 0  # forward passes run

@@ -1,10 +1,14 @@
 """Generating several heads in ONE `generate` call: one row per head, each row with its
 own LoRA adapter, cap, temperature and (for structured heads) constraint.
 
-peft applies a different adapter to each row of a batch when `generate` gets
-`adapter_names=[...]` (its mixed-batch LoRA forward: one base matmul for the batch,
-then each adapter's low-rank update on its own rows). Rows are left-padded; each stops
-on `(답변 종료)`, EOS or its own token cap, so a short head does not wait for a long one.
+A batch of several heads gives each row its own adapter by ohlora.heads.row_lora (the
+rows' adapters stacked once per call: three operators per LoRA layer and step), or by
+peft's mixed batch (`generate(adapter_names=[...])`: a loop over the batch's adapters in
+every layer; `mixed="peft"`, and the fallback for LoRA layers row_lora does not cover).
+Both are one base matmul for the batch plus each row's low-rank update; the stacked way
+is 1.5x cheaper per decode step on a GPU (benchmarks/results/engine_replay.md). Rows are
+left-padded; each stops on `(답변 종료)`, EOS or its own token cap, so a short head does
+not wait for a long one.
 
 Candidate groups (early exit): rows of one head that carry an `accept` check are an
 ordered group of samples of which the caller keeps the first accepted one. The batch
@@ -179,12 +183,18 @@ def generate_heads(
     *,
     do_sample: bool = True,
     top_k: int = 50,
+    mixed: str = config.MIXED_ADAPTERS[0],
 ) -> list[Generated]:
     """Run all `requests` as one left-padded batch; row i uses adapter `requests[i].head`.
 
     `model` is a peft model holding the heads' adapters (or a plain model, then every
     row reads the base). Structured rows (`constrained=True`) cannot write a malformed
     answer; their cap is raised to the shortest valid answer's length if it is lower.
+    `mixed` says how a batch of several adapters applies them: "stacked"
+    (ohlora.heads.row_lora: fixed operators per layer; 0.43x the reference's turn on an
+    H200 vs 0.66x with peft's, benchmarks/results/engine_replay.md) or "peft" (its
+    `adapter_names` mixed batch; also what "stacked" falls back to for LoRA variants it
+    does not reproduce).
 
     Not re-entrant: a mixed batch registers peft hooks on the shared layers and a
     single-adapter batch calls `set_adapter`, so callers sharing a model serialise
@@ -225,7 +235,10 @@ def generate_heads(
     if _is_peft(model):
         names = [r.head if r.head in model.peft_config else BASE_ADAPTER for r in requests]
         if len(set(names)) > 1:
-            kwargs["adapter_names"] = names  # peft's mixed batch: each row its own adapter
+            adapter_ctx = _row_adapters(model, names, mixed)
+            if adapter_ctx is None:
+                adapter_ctx = contextlib.nullcontext()
+                kwargs["adapter_names"] = names  # peft's mixed batch: each row its own adapter
         elif names[0] == BASE_ADAPTER:
             adapter_ctx = model.disable_adapter()
         else:
@@ -262,6 +275,20 @@ def generate_heads(
             )
         )
     return results
+
+
+def _row_adapters(model, names: list[str], mixed: str):
+    """The stacked per-row adapters' context, or None where peft's mixed batch must run."""
+    from ohlora.heads.row_lora import Unsupported, row_adapters
+
+    if mixed not in config.MIXED_ADAPTERS:
+        raise ValueError(f"mixed={mixed!r}: one of {', '.join(config.MIXED_ADAPTERS)}")
+    if mixed == "peft":
+        return None
+    try:
+        return row_adapters(model, names)
+    except Unsupported:
+        return None
 
 
 def _is_peft(model) -> bool:

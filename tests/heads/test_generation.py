@@ -32,9 +32,10 @@ def _requests(cap=12):
     return [HeadRequest(h, text, constrained=c, max_new_tokens=cap) for h, text, c in REQUESTS]
 
 
-def test_mixed_adapter_batch_equals_each_head_alone_greedy(heads):
+@pytest.mark.parametrize("mixed", config.MIXED_ADAPTERS)
+def test_mixed_adapter_batch_equals_each_head_alone_greedy(heads, mixed):
     model, tok = heads
-    batched = generate_heads(model, tok, _requests(), do_sample=False)
+    batched = generate_heads(model, tok, _requests(), do_sample=False, mixed=mixed)
     alone = [generate_heads(model, tok, [r], do_sample=False)[0] for r in _requests()]
     assert [b.raw for b in batched] == [a.raw for a in alone]
     # The heads really differ (random adapters), so the equality above is not trivial:
