@@ -12,7 +12,7 @@ with taught heads are built in a temp folder).
 `--candidates 1,2,3` runs one batched engine per value (reply and summary samples per
 call, early exit on the first passing one) against the same reference turns, all
 interleaved in one run. Each call's rows, distinct adapters and decode steps are saved
-per turn (benchmarks/engine_step_cost.py projects the latency ratio at 1.3B from them).
+per turn (benchmarks/engine_replay.py replays them on a GPU at 1.3B shapes; engine_step_cost.py prices them).
 
 Results: benchmarks/results/engine_latency.{json,md}.
 """
@@ -171,10 +171,9 @@ def main() -> None:
         f"{b['calls_per_turn']:.2f} vs {r['calls_per_turn']:.2f} (target 2); decode steps ratio **{steps_ratio:.2f}**.",
         "Decode steps are forward passes actually run (a batched step computes all its rows at once; a batch that",
         "stops early at its first passing candidate counts only the steps it ran).",
-        "On this CPU with tiny models a step's cost grows with its rows and peft's mixed-batch LoRA forward loops",
-        "over the adapters in every LoRA layer, so the wall-clock ratio sits above the steps ratio;",
-        "benchmarks/results/engine_step_cost.md measures a step's cost by rows at polyglot-ko-1.3b's layer shapes",
-        "and projects the ratio from the calls recorded here.",
+        "On this CPU with tiny models a step's cost grows with its rows, so the wall-clock ratio sits above the",
+        "steps ratio; benchmarks/results/engine_replay.md replays the calls recorded here on a GPU at",
+        "polyglot-ko-1.3b's shapes, and engine_step_cost.md prices them by a CPU step at those shapes.",
         "Calls above 2 are reply or summary retries (SPEC §2 checks, kept): with k candidates a call, a retry is",
         "needed only when all k fail.",
     ]

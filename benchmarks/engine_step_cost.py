@@ -1,7 +1,8 @@
 """Cost of ONE decode step at polyglot-ko-1.3b's shapes, by rows and adapter mode, and the
 turn latency ratio (batched / reference) it projects from the calls engine_latency recorded.
 
-No GPU is lent to this project's checks, so this runs on CPU, and it is a PROJECTION:
+It runs on CPU (the project's checks have no GPU), so it is a PROJECTION
+(benchmarks/engine_replay.py measures the same calls' latency where a GPU is lent):
 - the model is polyglot-ko-1.3b's exact config built from config with random weights
   (benchmarks/engine_memory.py's `build`), all 24 layers by default (~3.8 GB RSS in
   bf16, ~1 min); `--layers 2,4` instead composes the 24-layer step from a per-layer and a
@@ -14,7 +15,10 @@ No GPU is lent to this project's checks, so this runs on CPU, and it is a PROJEC
     single(r): r rows, one active adapter (`set_adapter`): the reference's calls (r=1),
                and the batched pipeline's retries of r candidates;
     mixed(r):  r rows with peft's mixed-batch `adapter_names` (r-1 candidates of one head
-               + one structured row of another, as the engine's two calls):
+               + one structured row of another, as the engine's two calls with
+               `mixed_adapters="peft"`);
+    stacked(r): the same rows with ohlora.heads.row_lora (the engine's default); its
+               stacks are built once per call, as in `generate`, outside the timed step;
     base(r):   r rows, adapters disabled: is the bare step memory-bound (flat in rows)?
 - the projection: sum over the batched calls of steps x cost(mode, rows), over the sum
   for the reference calls (steps x cost(single, 1)), per-call rows/steps from
@@ -51,6 +55,7 @@ HEADS = ("output_message", "memory", "summary", "eyes_mouth_pose")
 # retries of k candidates, and the bare base for the memory-bound question.
 CASES = [("single", 1), ("single", 2), ("single", 3), ("single", 4),
          ("mixed", 2), ("mixed", 3), ("mixed", 4), ("mixed", 5),
+         ("stacked", 2), ("stacked", 3), ("stacked", 4), ("stacked", 5),
          ("base", 1), ("base", 2), ("base", 3), ("base", 4), ("base", 5)]
 
 
@@ -65,31 +70,36 @@ def build_model(layers: int, dtype: str):
 
 def step_fn(model, mode: str, rows: int, width: int, vocab: int):
     """A closure that runs one decode step of `rows` rows over a `width`-token KV cache."""
+    import contextlib
+
     import torch
+
+    from ohlora.heads.row_lora import row_adapters
 
     g = torch.Generator().manual_seed(rows)
     ids = torch.randint(0, vocab, (rows, width), generator=g)
     mask = torch.ones(rows, width + 1, dtype=torch.long)
     nxt = torch.randint(0, vocab, (rows, 1), generator=g)
     kw = {}
+    names = [HEADS[0]] * (rows - 1) + [HEADS[1]]
     if mode == "mixed":
-        kw["adapter_names"] = [HEADS[0]] * (rows - 1) + [HEADS[1]]
+        kw["adapter_names"] = names
     elif mode == "single":
         model.set_adapter(HEADS[0])
-    with torch.inference_mode():
+
+    stacked = row_adapters(model, names) if mode == "stacked" else None  # built once per call, as in generate
+
+    def ctx():
         if mode == "base":
-            with model.disable_adapter():
-                cache = model(input_ids=ids, use_cache=True).past_key_values
-        else:
-            cache = model(input_ids=ids, use_cache=True, **kw).past_key_values
+            return model.disable_adapter()
+        return stacked if stacked is not None else contextlib.nullcontext()
+
+    with torch.inference_mode(), ctx():
+        cache = model(input_ids=ids, use_cache=True, **kw).past_key_values
 
     def step():
-        with torch.inference_mode():  # (the active adapter is HEADS[0] throughout; mixed rows name theirs)
-            if mode == "base":
-                with model.disable_adapter():
-                    model(input_ids=nxt, attention_mask=mask, past_key_values=cache, use_cache=True)
-            else:
-                model(input_ids=nxt, attention_mask=mask, past_key_values=cache, use_cache=True, **kw)
+        with torch.inference_mode(), ctx():  # (the active adapter is HEADS[0] throughout; mixed rows name theirs)
+            model(input_ids=nxt, attention_mask=mask, past_key_values=cache, use_cache=True, **kw)
         cache.crop(-1)  # drop the step's token: every timed step sees the prompt-width cache
 
     return step
@@ -145,20 +155,21 @@ def fit_full(runs: list[dict]) -> dict[str, float]:
     return out
 
 
-def call_key(call: dict) -> str:
+def call_key(call: dict, mixed: str) -> str:
     if call["rows"] == 1:
         return "single:1"
-    return f"{'mixed' if call['adapters'] > 1 else 'single'}:{call['rows']}"
+    return f"{mixed if call['adapters'] > 1 else 'single'}:{call['rows']}"
 
 
-def project(latency: dict, cost: dict[str, float]) -> dict:
-    """Per engine of the latency run: sum of steps x cost(call), and its ratio to the reference."""
+def project(latency: dict, cost: dict[str, float], mixed: str = "stacked") -> dict:
+    """Per engine of the latency run: sum of steps x cost(call), and its ratio to the reference.
+    `mixed`: which step mode prices the calls of two heads (stacked: the engine's default)."""
     totals, missing = {}, set()
     for name, turns in latency["turns"].items():
         total = 0.0
         for turn in turns:
             for call in turn.get("per_call", []):
-                key = call_key(call)
+                key = call_key(call, mixed)
                 if key not in cost:
                     missing.add(key)
                     continue
@@ -214,6 +225,8 @@ def main() -> None:
     latency = json.loads((RESULTS / "engine_latency.json").read_text(encoding="utf-8"))
     proj_time = project(latency, full)
     proj_ops = project(latency, {k: float(v) for k, v in ops.items()})
+    proj_time_peft = project(latency, full, "mixed")
+    proj_ops_peft = project(latency, {k: float(v) for k, v in ops.items()}, "mixed")
     proj_flat = project(latency, {k: 1.0 for k in full})  # = the decode-steps ratio
     machine = f"{platform.machine()}, {os.cpu_count()} shared CPU cores, torch threads 1, load avg {os.getloadavg()[0]:.1f}"
     result = {"machine": machine, "dtype": args.dtype, "width": args.width, "reps": args.reps,
@@ -222,6 +235,7 @@ def main() -> None:
               "weights_gb_per_s_base_1row": gbps,
               "latency_source": {"headline": latency.get("headline"), "turns": {k: len(v) for k, v in latency["turns"].items()}},
               "projected_ratio_time": proj_time, "projected_ratio_ops": proj_ops, "steps_ratio": proj_flat,
+              "projected_ratio_time_peft": proj_time_peft, "projected_ratio_ops_peft": proj_ops_peft,
               "seconds": time.perf_counter() - t0}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "engine_step_cost.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
@@ -243,8 +257,8 @@ def write_md(r: dict) -> None:
         "| step | rows | 24-layer step (ms) | cost / single(1) | torch ops / step, ratio |",
         "|---|---|---|---|---|",
     ]
-    names = {"single": "one adapter (`set_adapter`)", "mixed": "mixed `adapter_names` (k candidates + 1 structured row)",
-             "base": "adapters disabled"}
+    names = {"single": "one adapter (`set_adapter`)", "mixed": "peft mixed `adapter_names` (k candidates + 1 structured row)",
+             "stacked": "stacked `row_lora` (the same rows; the engine's default)", "base": "adapters disabled"}
     for key, s in full.items():
         mode, rows = key.split(":")
         lines.append(f"| {names[mode]} | {rows} | {s * 1e3:.0f} | {ratios[key]:.2f} | {ops[key]:.2f} |")
@@ -257,7 +271,10 @@ def write_md(r: dict) -> None:
         f"{r['weights_gb_per_s_base_1row']:.1f} GB/s. (In float32 this CPU's small-batch matmul is not flat:",
         "`--dtype float32 --layers 2,4` gave 2.1x, 3.0x, 1.9x one row's step for 2, 3, 4 rows; a CPU question, not a GPU one.)",
         "peft's mixed batch (`adapter_names`) costs a little more than one active adapter at the same rows (it gathers",
-        "each adapter's rows and runs its low-rank update apart) and dispatches ~1.4x the operators per step.",
+        "each adapter's rows and runs its low-rank update apart) and dispatches ~1.4x the operators per step;",
+        "the stacked rows (`ohlora.heads.row_lora`) dispatch what one adapter does, but each row reads its own copy",
+        "of its adapter's weights, which a memory-bound CPU step pays for; on a GPU at these batch sizes the operators",
+        "are what counts (benchmarks/results/engine_replay.md: a 4-row stacked step 0.64x peft's).",
         "",
         "## Projected turn latency ratio, batched / reference (a PROJECTION, not a measurement)",
         "",
@@ -267,19 +284,23 @@ def write_md(r: dict) -> None:
         "steps x measured step time at 1.3B shapes (memory-bound regime); steps x torch operators per step (the",
         "launch-bound regime, where peft's mixed batch pays for its per-adapter loop).",
         "",
-        "| batched engine | steps ratio | projected, step time (1.3B shapes, CPU) | projected, ops per step |",
-        "|---|---|---|---|",
+        "| batched engine | steps ratio | projected, step time (1.3B shapes, CPU) | projected, ops per step | "
+        "the same two with peft's mixed batch |",
+        "|---|---|---|---|---|",
     ]
     for name in r["projected_ratio_time"]:
         if name == "reference":
             continue
+        peft = (f"{r['projected_ratio_time_peft'][name]:.2f} / {r['projected_ratio_ops_peft'][name]:.2f}"
+                if "projected_ratio_time_peft" in r else "—")
         lines.append(f"| {name} | {r['steps_ratio'][name]:.2f} | **{r['projected_ratio_time'][name]:.2f}** | "
-                     f"{r['projected_ratio_ops'][name]:.2f} |")
+                     f"{r['projected_ratio_ops'][name]:.2f} | {peft} |")
     lines += [
         "",
         "Caveats: random weights and CPU; the calls' lengths come from the tiny demo stand-ins (the real heads' replies",
         "may be longer or retried less often); retrieval (the same in both pipelines) and sampling overheads are left out;",
         "a call's prefill is costed as one decode step (GPU-like; on this CPU a 60-token prefill costs far more).",
+        "benchmarks/results/engine_replay.md MEASURES the same calls' latency on a GPU at these shapes.",
     ]
     (RESULTS / "engine_step_cost.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
