@@ -99,7 +99,7 @@ def load_sentence_encoder(name: str, flag: str = "--base", max_seq_length: int =
             from ohlora.memory.kiwi_encoder import KiwiEncoder
 
             model = SentenceTransformer(modules=[KiwiEncoder(max_seq_length=max_seq_length)], device=device)
-        elif name == TOPIC:  # a fresh topic encoder: it needs fitting (TopicEncoder.fit_rows) before use
+        elif name == TOPIC:  # a fresh topic encoder: it needs fitting (TopicEncoder.fit_lines) before use
             from ohlora.memory.topic_encoder import TopicEncoder
 
             model = SentenceTransformer(modules=[TopicEncoder(max_seq_length=max_seq_length)], device=device)

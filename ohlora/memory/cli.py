@@ -50,10 +50,20 @@ def register(subparsers) -> None:
     p.set_defaults(func=_make_pairs)
 
     d = TrainArgs()
-    p = sub.add_parser("train", help="fine-tune the memory encoder on a pair CSV (SPEC §4)")
-    p.add_argument("pairs", metavar="PAIRS.csv", nargs="+", help="one or more pair CSVs, trained on together")
+    p = sub.add_parser("train", help="fine-tune the memory encoder on a pair CSV (SPEC §4), or on combination files (--combs)")
+    p.add_argument("pairs", metavar="PAIRS.csv", nargs="+", help="one or more pair CSVs (with --combs: combinations files), trained on together")
+    p.add_argument(
+        "--combs",
+        action="store_true",
+        help="the inputs are combinations files ('[key: value] prompt' lines): train on the lines and a score per "
+        "distinct key pair (--scores-from and/or --teacher, as make-pairs labels them) without building the n² pair "
+        "rows; the lines view or the topic encoder, validated on held-out lines",
+    )
+    p.add_argument("--teacher", default=None, help="with --combs: encoder scoring key pairs (as make-pairs --teacher)")
+    p.add_argument("--scores-from", action="append", default=None, metavar="PAIRS.csv",
+                   help="with --combs: take the score of each key pair found in this pair CSV (as make-pairs; repeatable)")
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="folder to save the Sentence-Transformer in")
-    p.add_argument("--base", default=config.DEFAULT_MEMORY_ENCODER, help=f"encoder to start from: hub id, folder, 'bundled' (MiniLM), 'kiwi' (Korean morpheme vectors; reads Korean offline) or 'topic' (a key classifier fitted in seconds; needs SPEC §4's five columns) (default: {config.DEFAULT_MEMORY_ENCODER})")
+    p.add_argument("--base", default=config.DEFAULT_MEMORY_ENCODER, help=f"encoder to start from: hub id, folder, 'bundled' (MiniLM), 'kiwi' (Korean morpheme vectors; reads Korean offline) or 'topic' (a key classifier fitted in seconds; needs SPEC §4's five columns, or --combs) (default: {config.DEFAULT_MEMORY_ENCODER})")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: 10, SPEC §4)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=_help(TrainArgs, "batch_size"))
     p.add_argument("--seed", type=int, default=d.seed, help=_help(TrainArgs, "seed"))
@@ -86,18 +96,27 @@ def register(subparsers) -> None:
     p.set_defaults(func=_pick)
 
 
-def _make_pairs(args) -> int:
-    from ohlora.memory.pairs import make_pairs, read_combinations, score_table, write_pairs
+def _labels(args) -> tuple[dict, object]:
+    """(key-pair table from --scores-from, teacher or None) for make-pairs and train --combs:
+    with a table and no --teacher, key pairs the table lacks stay unscored."""
+    from ohlora.memory.pairs import score_table
     from ohlora.models import load_sentence_encoder
 
-    combos = read_combinations(args.combs)  # fail on bad data before loading a model
     table = {}
     for path in args.scores_from or []:
         table.update(score_table(path))
-    teacher = None  # with a table and no --teacher: unknown key pairs are dropped
+    teacher = None
     if args.teacher or not args.scores_from:
         name = args.teacher or config.DEFAULT_MEMORY_ENCODER
         teacher = load_sentence_encoder(name, flag="--teacher", max_seq_length=config.MemoryTrainConfig.max_seq_length)
+    return table, teacher
+
+
+def _make_pairs(args) -> int:
+    from ohlora.memory.pairs import make_pairs, read_combinations, write_pairs
+
+    combos = read_combinations(args.combs)  # fail on bad data before loading a model
+    table, teacher = _labels(args)
     rows = make_pairs(combos, teacher, table=table)
     if not rows:
         raise OhloraError(f"no pairs: no key pair of {args.combs} is in --scores-from; add --teacher to score them")
@@ -108,6 +127,19 @@ def _make_pairs(args) -> int:
     return 0
 
 
+def _combination_lines(args):
+    """`Lines` of the combination files, labelled as `_make_pairs` labels rows."""
+    from ohlora.memory.lines import Lines
+    from ohlora.memory.pairs import read_combinations
+
+    combos = [c for path in args.pairs for c in read_combinations(path)]  # fail on bad data before loading a model
+    table, teacher = _labels(args)
+    lines = Lines.from_combinations(combos, teacher, table=table)
+    if not lines.key_scores and len(set(lines.keys)) > 1:
+        raise OhloraError(f"no key pair of {', '.join(args.pairs)} is in --scores-from; add --teacher to score them")
+    return lines
+
+
 def _train(args) -> int:
     from ohlora.memory.train import TrainArgs, train
 
@@ -116,16 +148,25 @@ def _train(args) -> int:
         views=args.views, epoch=args.epoch,
     )  # None epochs/lr: train() fills the mode's defaults, or the encoder's own (kiwi: lr 3e-3)
     from ohlora.memory.pairs import read_pairs
+    from ohlora.memory.train import is_fitted
 
-    pairs = [p for path in args.pairs for p in read_pairs(path)]  # every file checked before a model loads
-    result = train(", ".join(args.pairs), args.out, base=args.base, args=targs, device=args.device, pairs=pairs)
+    if args.combs:
+        lines = _combination_lines(args)
+        result = train(", ".join(args.pairs), args.out, base=args.base, args=targs, device=args.device, lines=lines)
+    else:
+        if args.teacher or args.scores_from:
+            raise OhloraError("--teacher and --scores-from label combination files: add --combs, or give pair CSVs alone")
+        pairs = [p for path in args.pairs for p in read_pairs(path)]  # every file checked before a model loads
+        result = train(", ".join(args.pairs), args.out, base=args.base, args=targs, device=args.device, pairs=pairs)
     v = result.history[-1] if result.history else {}
     enc = result.model[0]
     how = (
         f"fitted topic encoder, {len(enc.keys)} keys"  # no epochs or lr: fitted in closed form
-        if hasattr(enc, "fit_rows")
+        if is_fitted(result.model)
         else f"{args.mode} mode, {result.args.epochs} epochs, lr {result.args.lr:g}"
     )
+    if args.combs:
+        how += f", {len(lines)} lines"
     print(
         f"saved {args.out} ({how}, {result.seconds:.1f} s); "
         f"valid pearson {v.get('pearson', float('nan')):.4f} spearman {v.get('spearman', float('nan')):.4f}"

@@ -53,6 +53,7 @@ from torch import nn
 
 from ohlora.errors import OhloraError
 from ohlora.formats import normalize, parse_memory
+from ohlora.memory.lines import Lines
 from ohlora.memory.morphemes import Basis, MorphemeVectors
 from ohlora.memory.morphemes import kiwi_version as installed_kiwi
 
@@ -180,18 +181,15 @@ class TopicEncoder(InputModule):
         return [(self.keys[int(i)], float(v)) for v, i in zip(best.values, best.indices)]
 
     # --- fitting ------------------------------------------------------------------------------------
-    def fit_rows(self, rows: list, seed: int = 0) -> dict[str, float]:
-        """Fit keys, vocabularies, classifier and key table from pair rows with SPEC §4's
-        five columns. Returns {'loss': final key-table loss}."""
-        from ohlora.memory.train import line_table
-
-        if not all(r.prompt_0 and r.memory_1 for r in rows):
-            raise OhloraError("the topic encoder learns from whole lines: every row needs user_prompt_0 and memory_1 (SPEC §4's five columns, as `ohlora memory make-pairs` writes)")
-        lines, table = line_table(rows)
+    def fit_lines(self, data: Lines, seed: int = 0) -> dict[str, float]:
+        """Fit keys, vocabularies, classifier and key table from training lines
+        (ohlora/memory/lines.py: from five-column pair rows or from combination files).
+        Returns {'loss': final key-table loss}."""
+        lines = data.lines
         line_keys = [_key_of(m) for m, _ in lines]
         keys = sorted(set(line_keys))
         if len(keys) < 2:
-            raise OhloraError(f"the topic encoder needs lines with at least 2 different keys; the pairs have {len(keys)}")
+            raise OhloraError(f"the topic encoder needs lines with at least 2 different keys; the lines have {len(keys)}")
         key_index = {k: i for i, k in enumerate(keys)}
         y_line = np.array([key_index[k] for k in line_keys])
         texts = [t for m, p in lines for t in (p, m)]  # every line's prompt and memory, both labelled with its key
@@ -222,12 +220,7 @@ class TopicEncoder(InputModule):
             q_mem[held] = x[[2 * i + 1 for i in held]] @ c.T + b
             p_prm[held] = x[[2 * i for i in held]] @ c.T + b  # sparse @ dense: a dense array
 
-        labels = np.full((len(lines), len(lines)), np.nan, dtype=np.float32)
-        if table:
-            ij = np.array(list(table), dtype=np.int64)
-            labels[ij[:, 0], ij[:, 1]] = np.fromiter(table.values(), dtype=np.float32, count=len(table))
-        labels = np.where(np.isnan(labels), labels.T, labels)  # a score belongs to both orders (train._line_label)
-        np.fill_diagonal(labels, 1.0)  # a line's memory and prompt share its key
+        labels = data.matrix()  # both orders of a pair; a line's memory and prompt share its key (1.0)
         start = _table_start(labels, y_line, len(keys))
         loss = self._fit_table(start, q_mem, p_prm, labels, seed)
         return {"loss": loss}

@@ -47,6 +47,7 @@ from pathlib import Path
 
 from ohlora import config
 from ohlora.errors import OhloraError
+from ohlora.memory.lines import Lines
 
 _SPEC = config.MemoryTrainConfig()
 
@@ -134,9 +135,14 @@ def train(
     on_epoch: EpochCallback | None = None,
     pairs: list | None = None,
     progress: bool = True,
+    lines: Lines | None = None,
 ) -> TrainResult:
-    """Train from a pair CSV (or already-read `pairs`) and save a Sentence-Transformer
-    folder at `out_dir` (None: do not save). Returns the model and per-epoch history."""
+    """Train from a pair CSV (or already-read `pairs`, or `lines`) and save a
+    Sentence-Transformer folder at `out_dir` (None: do not save). Returns the model and
+    per-epoch history.
+
+    `lines` (ohlora/memory/lines.py, e.g. from combination files) skips the n² rows:
+    it trains the lines view or a fitted encoder, and validates on whole held-out lines."""
     import torch
 
     from ohlora.memory.pairs import read_pairs
@@ -154,8 +160,21 @@ def train(
         raise OhloraError("--views lines is a block-mode option; use --mode block")
     if args.epochs < 1 or args.batch_size < 1:
         raise OhloraError("--epochs and --batch-size must be at least 1")
-    pairs = pairs if pairs is not None else read_pairs(pairs_path)
-    train_rows, valid_rows = split_rows(pairs, args.valid_ratio, args.seed)
+    if lines is not None:
+        if args.mode != "block" or args.views == "pair":
+            raise OhloraError("training from lines (--combs) runs the lines view in block mode, or a fitted encoder; "
+                              "for --views pair or --mode reference write a pair CSV with `ohlora memory make-pairs`")
+        if len(lines) < 2:
+            raise OhloraError("training from lines needs at least 2 distinct lines")
+        train_lines, valid_rows = lines.split(args.valid_ratio, args.seed)
+        train_rows = None
+        args = replace(args, views="lines")
+        five_columns = True
+    else:
+        pairs = pairs if pairs is not None else read_pairs(pairs_path)
+        train_rows, valid_rows = split_rows(pairs, args.valid_ratio, args.seed)
+        train_lines = None
+        five_columns = all(r.prompt_0 and r.memory_1 for r in train_rows)
     random.seed(args.seed)
     torch.manual_seed(args.seed)
     dev = _device(device)
@@ -169,7 +188,6 @@ def train(
         from ohlora.memory.jamo import fill_missing_jamo
 
         jamo_rules = fill_missing_jamo(model)
-    five_columns = all(r.prompt_0 and r.memory_1 for r in train_rows)
     if args.views == "lines" and not five_columns:
         where = pairs_path or "the pairs"
         raise OhloraError(f"--views lines needs user_prompt_0 and memory_1 in every row of {where} (SPEC §4's five columns); use --views pair")
@@ -177,10 +195,18 @@ def train(
         args = replace(args, views="lines" if args.mode == "block" and five_columns else "pair")
     if args.epoch == "lines" and args.views != "lines":
         raise OhloraError("--epoch lines needs the lines view (--views lines, or auto on five-column CSVs)")
-    if hasattr(model[0], "fit_rows"):  # an encoder fitted in closed form (topic): no epochs, no lr
-        result = _fit(model, train_rows, valid_rows, args, on_epoch)
+    fitted = is_fitted(model)
+    if (fitted or args.views == "lines") and train_lines is None:
+        if not five_columns:
+            raise OhloraError(f"the {base} encoder learns from whole lines: every row of {pairs_path or 'the pairs'} needs "
+                              "user_prompt_0 and memory_1 (SPEC §4's five columns, as `ohlora memory make-pairs` writes)")
+        train_lines = Lines.from_rows(train_rows)
+    if fitted:  # an encoder fitted in closed form (topic): no epochs, no lr
+        result = _fit(model, train_lines, valid_rows, args, on_epoch)
+    elif args.views == "lines":
+        result = _train_lines(model, train_lines, valid_rows, args, on_epoch, progress)
     else:
-        run = _train_reference if args.mode == "reference" else (_train_lines if args.views == "lines" else _train_block)
+        run = _train_reference if args.mode == "reference" else _train_block
         result = run(model, train_rows, valid_rows, args, on_epoch, progress)
     result.jamo_rules = jamo_rules
     result.args = args
@@ -381,39 +407,17 @@ def _block_loop(model, valid_rows, args: TrainArgs, on_epoch, progress, name: st
     return result
 
 
-def line_table(rows: list) -> tuple[list[tuple[str, str]], dict[tuple[int, int], float]]:
-    """Distinct lines (memory, prompt) and the mean score of each ordered line pair seen
-    in the rows (line 0 = memory_0 + user_prompt_0, line 1 = memory_1 + user_prompt_1)."""
-    index: dict[tuple[str, str], int] = {}
-    acc: dict[tuple[int, int], list[float]] = defaultdict(lambda: [0.0, 0])
-    for r in rows:
-        i = index.setdefault((r.memory, r.prompt_0), len(index))
-        j = index.setdefault((r.memory_1, r.prompt), len(index))
-        a = acc[i, j]
-        a[0] += r.score
-        a[1] += 1
-    return list(index), {k: s / n for k, (s, n) in acc.items()}
-
-
-def _line_label(table: dict[tuple[int, int], float], i: int, j: int) -> float | None:
-    if i == j:
-        return 1.0  # a line's memory and prompt have the same key
-    lab = table.get((i, j))
-    return lab if lab is not None else table.get((j, i))
-
-
-def _train_lines(model, train_rows, valid_rows, args: TrainArgs, on_epoch, progress) -> TrainResult:
+def _train_lines(model, lines: Lines, valid_rows, args: TrainArgs, on_epoch, progress) -> TrainResult:
     """Block mode over lines (`views="lines"`, see the module docstring)."""
-    lines, table = line_table(train_rows)
 
     def block(ids_a, ids_b, rng):
         owners = list(ids_a) + list(ids_b)
-        texts = [lines[i][rng.random() < 0.5] for i in owners]  # memory or prompt of each line
+        texts = [lines.lines[i][rng.random() < 0.5] for i in owners]  # memory or prompt of each line
         cells = [
             (a, b, lab, 1.0)
             for a in range(len(owners))
             for b in range(a + 1, len(owners))
-            if (lab := _line_label(table, owners[a], owners[b])) is not None
+            if (lab := lines.label(owners[a], owners[b])) is not None
         ]
         return texts, cells
 
@@ -439,10 +443,15 @@ def _end_epoch(result, model, valid_rows, epoch, elapsed, losses, sched, on_epoc
 
 
 # --- encoders fitted in closed form ----------------------------------------------------------------
-def _fit(model, train_rows, valid_rows, args: TrainArgs, on_epoch) -> TrainResult:
-    """`model[0].fit_rows(rows, seed)` once (ohlora/memory/topic_encoder.py); one history row."""
+def is_fitted(model) -> bool:
+    """An encoder fitted in closed form from lines (`fit_lines`, the topic encoder), not trained by epochs."""
+    return hasattr(model[0], "fit_lines")
+
+
+def _fit(model, lines: Lines, valid_rows, args: TrainArgs, on_epoch) -> TrainResult:
+    """`model[0].fit_lines(lines, seed)` once (ohlora/memory/topic_encoder.py); one history row."""
     t0 = time.perf_counter()
-    fitted = model[0].fit_rows(train_rows, seed=args.seed)
+    fitted = model[0].fit_lines(lines, seed=args.seed)
     result = TrainResult(model=model, seconds=time.perf_counter() - t0)
     model.eval()
     row = {"epoch": 1, "seconds": round(result.seconds, 3), "loss": round(fitted.get("loss", float("nan")), 6), **_validate(model, valid_rows)}

@@ -115,22 +115,6 @@ def line_pairs() -> list[Pair]:
     ]
 
 
-def test_line_table_joins_the_two_halves_of_each_line():
-    from ohlora.memory.train import _line_label, line_table
-
-    rows = [
-        Pair("[a: 1]", "q2", 0.3, prompt_0="q1", memory_1="[b: 2]"),
-        Pair("[b: 2]", "q1", 0.3, prompt_0="q2", memory_1="[a: 1]"),
-        Pair("[a: 1]", "q3", 0.8, prompt_0="q1", memory_1="[c: 3]"),
-    ]
-    lines, table = line_table(rows)
-    assert lines == [("[a: 1]", "q1"), ("[b: 2]", "q2"), ("[c: 3]", "q3")]
-    assert table == {(0, 1): 0.3, (1, 0): 0.3, (0, 2): 0.8}
-    assert _line_label(table, 2, 0) == 0.8  # read either way round
-    assert _line_label(table, 1, 1) == 1.0  # a line's memory and prompt share the key
-    assert _line_label(table, 1, 2) is None  # never seen: not trained on
-
-
 def test_lines_view_trains_and_pulls_each_prompt_to_its_own_memory(tiny_bert_dir):
     import numpy as np
 
