@@ -73,10 +73,10 @@ def steps_per_epoch(mode: str, train_pairs, args) -> int:
     if mode == "reference":
         return math.ceil(len(rows) / args.batch_size)
     if args.views == "lines":
-        from ohlora.memory.train import line_table
+        from ohlora.memory.lines import Lines
 
-        lines, _ = line_table(rows)
-        return len(_blocks(len(lines), len(lines), args.batch_size, random.Random(0)))
+        n = len(Lines.from_rows(rows))
+        return len(_blocks(n, n, args.batch_size, random.Random(0)))
     mems, prompts, _ = label_table(rows)
     return len(_blocks(len(mems), len(prompts), args.batch_size, random.Random(0)))
 
