@@ -9,8 +9,9 @@
    pairs for each weight (only the chosen one is claimed), with fit times, peak RSS and
    the topic classifier's key accuracy on the 40 test prompts.
 
-Both encoders see the same data: the train pairs plus data/memory/ref_keys_combs.txt,
-ref_keys_more.txt and ref_keys_indirect.txt (labels from the train pairs' key-pair scores). kiwi: lines view, 1
+Both encoders see the same data: the train lines plus data/memory/ref_keys_combs.txt,
+ref_keys_more.txt and ref_keys_indirect.txt (labels from the train pairs' key-pair scores),
+as `Lines` (no n² rows), every line fitted (no validation split). kiwi: lines view, 1
 epoch, batch 64 (as memory_mix.py); topic: fitted (ohlora/memory/topic_encoder.py).
 
     .venv/bin/python benchmarks/memory_topic.py             # ~5 min on 2 shared cores
@@ -30,7 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from memory_mix import choose_weight, cv_table, fold_line, fold_sets, metrics, pairs_of, ref_lines, test_table, write_results  # noqa: E402
+from memory_mix import choose_weight, cv_table, fold_line, fold_sets, metrics, ref_lines, test_table, write_results  # noqa: E402
 from memory_quality import PUBLISHED, REF_DIR, ROOT  # noqa: E402
 
 EXTRA = ["ref_keys_combs.txt", "ref_keys_more.txt", "ref_keys_indirect.txt"]
@@ -38,14 +39,18 @@ WEIGHTS = [0.0, 0.25, 0.5, 0.75, 1.0]  # topic's share
 
 
 def fit_both(lines, extra, table, seed: int = 0):
+    from ohlora.formats import parse_combination_line
+    from ohlora.memory.lines import Lines
+    from ohlora.memory.pairs import Combination
     from ohlora.memory.train import TrainArgs, train
 
-    pairs = pairs_of(lines, extra, table)
+    combos = [Combination(*parse_combination_line(f"{m} {p}"), n) for n, (m, p) in enumerate(lines, start=1)] + extra
+    data = Lines.from_combinations(combos, table=table)  # no n² rows (benchmarks/results/memory_lines.md)
     t = time.perf_counter()
-    topic = train(None, None, base="topic", args=TrainArgs(seed=seed), pairs=pairs, progress=False).model
+    topic = train(None, None, base="topic", args=TrainArgs(seed=seed, valid_ratio=0.0), lines=data, progress=False).model
     t_topic = time.perf_counter() - t
     t = time.perf_counter()
-    kiwi = train(None, None, base="kiwi", args=TrainArgs(epochs=1, batch_size=64, seed=seed), pairs=pairs, progress=False).model
+    kiwi = train(None, None, base="kiwi", args=TrainArgs(epochs=1, batch_size=64, seed=seed, valid_ratio=0.0), lines=data, progress=False).model
     return topic, kiwi, {"topic_s": round(t_topic, 1), "kiwi_s": round(time.perf_counter() - t, 1)}
 
 
