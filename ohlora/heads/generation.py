@@ -191,12 +191,12 @@ def generate_heads(
     row reads the base). Structured rows (`constrained=True`) cannot write a malformed
     answer; their cap is raised to the shortest valid answer's length if it is lower.
     `mixed` says how a batch of several adapters applies them: "stacked"
-    (ohlora.heads.row_lora: fixed operators per layer; 0.43x the reference's turn on an
-    H200 vs 0.66x with peft's, benchmarks/results/engine_replay.md) or "peft" (its
+    (ohlora.heads.row_lora: fixed operators per layer; 0.41x the reference's turn on an
+    H200 vs 0.64x with peft's, benchmarks/results/engine_replay.md) or "peft" (its
     `adapter_names` mixed batch; also what "stacked" falls back to for LoRA variants it
     does not reproduce).
 
-    Not re-entrant: a mixed batch registers peft hooks on the shared layers and a
+    Not re-entrant: a mixed batch registers forward hooks (row_lora's or peft's) on the shared layers and a
     single-adapter batch calls `set_adapter`, so callers sharing a model serialise
     calls (the Engine holds a lock around each).
     """
