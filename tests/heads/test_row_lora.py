@@ -19,13 +19,11 @@ def _model(ranks=(4, 2, 4), dora=False):
     torch.manual_seed(0)
     base = GPTNeoXForCausalLM(GPTNeoXConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                                             intermediate_size=64, vocab_size=100, max_position_embeddings=64))
-    names = ["one", "two", "three"]
-    for i, (name, r) in enumerate(zip(names, ranks)):
-        cfg = LoraConfig(r=r, lora_alpha=8 * (i + 1), target_modules=["query_key_value", "dense_4h_to_h"],
-                         lora_dropout=0.1, use_dora=dora)
-        model = get_peft_model(base, cfg, adapter_name=name) if i == 0 else model
-        if i:
-            model.add_adapter(name, cfg)
+    cfgs = [LoraConfig(r=r, lora_alpha=8 * (i + 1), target_modules=["query_key_value", "dense_4h_to_h"], lora_dropout=0.1,
+                       use_dora=dora) for i, r in enumerate(ranks)]
+    model = get_peft_model(base, cfgs[0], adapter_name="one")
+    for name, cfg in zip(["two", "three"], cfgs[1:]):
+        model.add_adapter(name, cfg)
     for n, p in model.named_parameters():
         if "lora_B" in n:
             torch.nn.init.normal_(p, std=0.1)

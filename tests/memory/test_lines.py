@@ -12,7 +12,7 @@ from ohlora.cli import main
 from ohlora.errors import OhloraError
 from ohlora.formats import parse_combination_line
 from ohlora.memory.lines import Lines
-from ohlora.memory.pairs import Combination, Pair, make_pairs, read_combinations
+from ohlora.memory.pairs import Combination, Pair, make_pairs
 
 COMBS = [
     "[좋아하는 가수: 아이유] 로라야 노래 추천해 줘",
