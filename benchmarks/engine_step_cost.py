@@ -122,7 +122,6 @@ def count_ops(step) -> int:
 
 
 def measure(layers: int, dtype: str, width: int, reps: int) -> dict:
-
     t = time.perf_counter()
     model = build_model(layers, dtype)
     built = time.perf_counter() - t
