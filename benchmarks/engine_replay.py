@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 RESULTS = ROOT / "benchmarks" / "results"
-HEADS = ("output_message", "memory", "summary", "eyes_mouth_pose")
+from ohlora.config import HEADS  # noqa: E402
 
 
 def build(config: str, device: str):

@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from memory_mix import metrics, ref_lines, write_results  # noqa: E402
-from memory_quality import REF_DIR, ROOT  # noqa: E402
+from memory_mix import load_reference, metrics, ref_combos, write_results  # noqa: E402
+from memory_quality import REF_DIR  # noqa: E402
 
 EXTRA = ["ref_keys_combs.txt", "ref_keys_more.txt", "ref_keys_indirect.txt"]  # as memory_topic.py
 
@@ -40,17 +40,15 @@ def child(way: str, out: str) -> None:
     import numpy as np
     import torch
 
-    from ohlora.formats import parse_combination_line
     from ohlora.memory.lines import Lines
-    from ohlora.memory.pairs import Combination, Pair, make_pairs, read_combinations, read_pairs, score_table
+    from ohlora.memory.pairs import Pair, make_pairs, read_pairs
     from ohlora.memory.train import TrainArgs, pair_cosines, train
 
     torch.set_num_threads(1)
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
-    table = score_table(REF_DIR / "train_dataset.csv")
-    combos = [Combination(*parse_combination_line(f"{m} {p}"), n) for n, (m, p) in enumerate(ref_lines(REF_DIR / "train_dataset.csv"), 1)]
-    combos += [c for name in EXTRA for c in read_combinations(ROOT / "data" / "memory" / name)]
+    table, extra, lines, _ = load_reference(EXTRA)
+    combos = ref_combos(lines) + extra
     args = TrainArgs(valid_ratio=0.0)
     if way == "rows":
         rows = [Pair(m0, p1, s, 0, p0, m1) for m0, p0, m1, p1, s in make_pairs(combos, None, table=table)]

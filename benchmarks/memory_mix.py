@@ -49,12 +49,29 @@ def ref_lines(path) -> list[tuple[str, str]]:
     return lines
 
 
-def pairs_of(lines, extra, table):
+def ref_combos(lines) -> list:
+    """The reference's (memory, prompt) lines as parsed combination lines."""
     from ohlora.formats import parse_combination_line
-    from ohlora.memory.pairs import Combination, Pair, make_pairs
+    from ohlora.memory.pairs import Combination
 
-    combos = [Combination(*parse_combination_line(f"{m} {p}"), n) for n, (m, p) in enumerate(lines, start=1)] + extra
-    return [Pair(m0, p1, s, 0, p0, m1) for m0, p0, m1, p1, s in make_pairs(combos, None, table=table)]
+    return [Combination(*parse_combination_line(f"{m} {p}"), n) for n, (m, p) in enumerate(lines, start=1)]
+
+
+def load_reference(extra_files: list[str]):
+    """(train key-pair table, our combination lines from `extra_files`, the reference train
+    lines, {(memory_0, prompt_0, memory_1, prompt_1): score} of its train pairs)."""
+    from ohlora.memory.pairs import read_combinations, read_pairs, score_table
+
+    table = score_table(REF_DIR / "train_dataset.csv")
+    extra = [c for name in extra_files for c in read_combinations(ROOT / "data" / "memory" / name)]
+    scores = {(r.memory, r.prompt_0, r.memory_1, r.prompt): r.score for r in read_pairs(REF_DIR / "train_dataset.csv")}
+    return table, extra, ref_lines(REF_DIR / "train_dataset.csv"), scores
+
+
+def pairs_of(lines, extra, table):
+    from ohlora.memory.pairs import Pair, make_pairs
+
+    return [Pair(m0, p1, s, 0, p0, m1) for m0, p0, m1, p1, s in make_pairs(ref_combos(lines) + extra, None, table=table)]
 
 
 def train_both(lines, extra, table):
@@ -147,12 +164,9 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)
-    from ohlora.memory.pairs import read_combinations, read_pairs, score_table
+    from ohlora.memory.pairs import read_pairs
 
-    table = score_table(REF_DIR / "train_dataset.csv")
-    extra = [c for name in EXTRA for c in read_combinations(ROOT / "data" / "memory" / name)]
-    lines = ref_lines(REF_DIR / "train_dataset.csv")
-    scores = {(r.memory, r.prompt_0, r.memory_1, r.prompt): r.score for r in read_pairs(REF_DIR / "train_dataset.csv")}
+    table, extra, lines, scores = load_reference(EXTRA)
     res: dict = {"load_avg_at_start": os.getloadavg(), "folds": [], "extra_files": EXTRA, "published_reference": PUBLISHED}
 
     order = list(range(len(lines)))

@@ -31,21 +31,18 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from memory_mix import choose_weight, cv_table, fold_line, fold_sets, metrics, ref_lines, test_table, write_results  # noqa: E402
-from memory_quality import PUBLISHED, REF_DIR, ROOT  # noqa: E402
+from memory_mix import choose_weight, cv_table, fold_line, fold_sets, load_reference, metrics, ref_combos, ref_lines, test_table, write_results  # noqa: E402
+from memory_quality import PUBLISHED, REF_DIR  # noqa: E402
 
 EXTRA = ["ref_keys_combs.txt", "ref_keys_more.txt", "ref_keys_indirect.txt"]
 WEIGHTS = [0.0, 0.25, 0.5, 0.75, 1.0]  # topic's share
 
 
 def fit_both(lines, extra, table, seed: int = 0):
-    from ohlora.formats import parse_combination_line
     from ohlora.memory.lines import Lines
-    from ohlora.memory.pairs import Combination
     from ohlora.memory.train import TrainArgs, train
 
-    combos = [Combination(*parse_combination_line(f"{m} {p}"), n) for n, (m, p) in enumerate(lines, start=1)] + extra
-    data = Lines.from_combinations(combos, table=table)  # no n² rows (benchmarks/results/memory_lines.md)
+    data = Lines.from_combinations(ref_combos(lines) + extra, table=table)  # no n² rows (benchmarks/results/memory_lines.md)
     t = time.perf_counter()
     topic = train(None, None, base="topic", args=TrainArgs(seed=seed, valid_ratio=0.0), lines=data, progress=False).model
     t_topic = time.perf_counter() - t
@@ -77,12 +74,9 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)
-    from ohlora.memory.pairs import read_combinations, read_pairs, score_table
+    from ohlora.memory.pairs import read_pairs
 
-    table = score_table(REF_DIR / "train_dataset.csv")
-    extra = [c for name in EXTRA for c in read_combinations(ROOT / "data" / "memory" / name)]
-    lines = ref_lines(REF_DIR / "train_dataset.csv")
-    scores = {(r.memory, r.prompt_0, r.memory_1, r.prompt): r.score for r in read_pairs(REF_DIR / "train_dataset.csv")}
+    table, extra, lines, scores = load_reference(EXTRA)
     res: dict = {"load_avg_at_start": os.getloadavg(), "folds": [], "extra_files": EXTRA, "published_reference": PUBLISHED}
 
     order = list(range(len(lines)))

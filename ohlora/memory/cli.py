@@ -135,7 +135,7 @@ def _combination_lines(args):
     combos = [c for path in args.pairs for c in read_combinations(path)]  # fail on bad data before loading a model
     table, teacher = _labels(args)
     lines = Lines.from_combinations(combos, teacher, table=table)
-    if not lines.key_scores and len(set(lines.keys)) > 1:
+    if len(set(lines.keys)) > 1 and all(a == b for a, b in lines.key_scores):  # only equal keys scored
         raise OhloraError(f"no key pair of {', '.join(args.pairs)} is in --scores-from; add --teacher to score them")
     return lines
 

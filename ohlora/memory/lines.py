@@ -63,20 +63,14 @@ class Lines:
     def from_combinations(cls, combos: list, teacher=None, table: dict[tuple[str, str], float] | None = None) -> Lines:
         """From parsed combination lines (`pairs.read_combinations`). Key pairs found in
         `table` (`pairs.score_table` of a pair CSV) take its score, the teacher scores
-        the rest once per distinct key pair (`pairs.score_matrix`), and without a teacher
-        pairs of unknown keys stay unknown — the same labels `pairs.make_pairs` writes."""
-        from ohlora.memory.pairs import score_matrix
+        the rest once per distinct key pair, and without a teacher pairs of unknown keys
+        stay unknown: `pairs.key_pair_scores`, the labels `pairs.make_pairs` writes."""
+        from ohlora.memory.pairs import key_pair_scores
 
         lines = list(dict.fromkeys((c.item.text, c.prompt) for c in combos))  # a repeated line counts once
         key_of = {(c.item.text, c.prompt): c.pair_key for c in combos}
         keys = [key_of[line] for line in lines]
-        scores = dict(table or {})
-        distinct = list(dict.fromkeys(keys))
-        unknown = [k for k in distinct if any(k != o and (k, o) not in scores and (o, k) not in scores for o in distinct)]
-        if teacher is not None and unknown:
-            scores.update({kk: s for kk, s in score_matrix(unknown, teacher).items() if kk not in scores})
-        used = set(distinct)
-        return cls(lines, keys=keys, key_scores={k: s for k, s in scores.items() if k[0] in used and k[1] in used})
+        return cls(lines, keys=keys, key_scores=key_pair_scores(keys, teacher, table))
 
     def label(self, i: int, j: int) -> float | None:
         if i == j:

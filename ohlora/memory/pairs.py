@@ -100,21 +100,36 @@ def score_matrix(keys: list[str], teacher) -> dict[tuple[str, str], float]:
     return scores
 
 
+def key_pair_scores(keys: list[str], teacher, table: dict[tuple[str, str], float] | None = None) -> dict[tuple[str, str], float]:
+    """The score of every pair of `keys` that can be scored: a key pair found in `table`
+    (see `score_table`, either order) takes its score; the teacher scores the rest, once
+    per distinct key pair; with `teacher=None` they stay unscored. Both orders of each
+    scored pair are in the result; equal keys are 1.0."""
+    distinct = list(dict.fromkeys(keys))
+    table = dict(table or {})
+    out = {}
+    for a in distinct:
+        for b in distinct:
+            s = 1.0 if a == b else table.get((a, b), table.get((b, a)))
+            if s is not None:
+                out[a, b] = s
+    unknown = [k for k in distinct if any((k, o) not in out for o in distinct)]
+    if teacher is not None and unknown:
+        for kk, s in score_matrix(unknown, teacher).items():
+            out.setdefault(kk, s)  # the table wins where it has either order
+    return out
+
+
 def make_pairs(combos: list[Combination], teacher, table: dict[tuple[str, str], float] | None = None) -> list[tuple[str, str, str, str, float]]:
     """All n×n rows in the reference order (outer loop memory_0, inner memory_1).
 
-    With a `table` (see `score_table`), key pairs found in it take its score; the
-    teacher scores the rest, or, with `teacher=None`, rows of unknown key pairs are
-    left out (equal keys are always 1.0)."""
-    keys = [c.pair_key for c in combos]
-    table = dict(table or {})
-    unknown = [k for k in dict.fromkeys(keys) if any((k, o) not in table and (o, k) not in table and k != o for o in keys)]
-    scores = score_matrix(unknown, teacher) if teacher is not None and unknown else {}
+    Labels from `key_pair_scores`: the table first, then the teacher; with `teacher=None`,
+    rows of key pairs the table lacks are left out (equal keys are always 1.0)."""
+    scores = key_pair_scores([c.pair_key for c in combos], teacher, table)
     rows = []
     for a in combos:
         for b in combos:
-            ka, kb = a.pair_key, b.pair_key
-            s = 1.0 if ka == kb else table.get((ka, kb), table.get((kb, ka), scores.get((ka, kb))))
+            s = scores.get((a.pair_key, b.pair_key))
             if s is not None:
                 rows.append((a.item.text, a.prompt, b.item.text, b.prompt, s))
     return rows

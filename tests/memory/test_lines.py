@@ -156,3 +156,24 @@ def test_cli_combs_with_bad_lines_names_file_and_line(tmp_path, capsys):
     assert main(["memory", "train", "--combs", combs, "--scores-from", combs, "--base", "topic", "--out", str(tmp_path / "m")]) != 0
     assert "bad.txt:2" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+def test_the_table_wins_in_either_order_even_where_the_teacher_is_asked(fake_encoder):
+    """Keys a and b are both sent to the teacher (each has an unscored pair with c), and
+    the table holds only (b, a): its score must still win for (a, b), as in make_pairs."""
+    combos = _combos(["[오늘 날씨: 비] 우산", "[좋아하는 가수: 아이유] 노래", "[롤 티어: 골드] 게임"])
+    table = {("좋아하는 가수", "오늘 날씨"): 0.42}
+    teacher = fake_encoder({"오늘 날씨": [1, 0, 0, 0], "좋아하는 가수": [1, 0, 0, 0], "롤 티어": [0, 1, 0, 0]})
+    lines = Lines.from_combinations(combos, teacher, table=table)
+    assert lines.label(0, 1) == lines.label(1, 0) == 0.42  # the teacher would say 1.0
+    rows = {(r[0], r[2]): r[4] for r in make_pairs(combos, teacher, table=table)}
+    assert rows["[오늘 날씨: 비]", "[좋아하는 가수: 아이유]"] == 0.42
+    assert lines.label(0, 2) == rows["[오늘 날씨: 비]", "[롤 티어: 골드]"] == 0.0  # from the teacher
+
+
+def test_cli_combs_whose_key_pairs_no_table_scores(tmp_path, capsys):
+    combs = _write(tmp_path, "combs.txt", "\n".join(COMBS) + "\n")
+    ref = _write(tmp_path, "ref.csv", "memory_0,user_prompt_0,memory_1,user_prompt_1,similarity_score\n[롤 티어: 골드],p,[날씨: 눈],q,0.3\n")
+    assert main(["memory", "train", "--combs", combs, "--scores-from", ref, "--base", "topic", "--out", str(tmp_path / "m")]) == 1
+    assert "add --teacher" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
