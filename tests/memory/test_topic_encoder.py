@@ -12,7 +12,7 @@ import pytest
 
 from ohlora.errors import OhloraError
 from ohlora.memory.pairs import Pair
-from ohlora.memory.topic_encoder import _Bag, char_grams
+from ohlora.memory.topic_encoder import _Bag, _logistic, char_grams, soft_targets
 
 # Three keys, four lines each; the key-pair scores are made up for the test (SPEC §4 would
 # take them from a teacher): 가수 and 공연 are close, 날씨 is far from both.
@@ -66,6 +66,69 @@ def test_bag_uses_sublinear_tf_smoothed_idf_and_unit_rows():
     row = bag.rows([["가", "가", "나", "모름"]]).toarray()[0]  # an unknown gram is ignored
     raw = np.array([(1 + math.log(2)) * (math.log(3 / 2) + 1), 1.0])
     assert row == pytest.approx(raw / np.linalg.norm(raw), abs=1e-6)
+
+
+def test_soft_targets_give_the_key_most_and_share_the_rest_by_score():
+    scores = np.array([[1.0, 0.6, 0.0], [0.6, 1.0, 0.2], [0.0, 0.2, 1.0]])
+    t = soft_targets(np.array([0, 2, 1]), scores, 0.5)
+    # key 0: half on itself, half spread as its score row [1, 0.6, 0] / 1.6
+    assert t[0] == pytest.approx([0.5 + 0.5 / 1.6, 0.5 * 0.6 / 1.6, 0.0])
+    assert t[1] == pytest.approx([0.0, 0.5 * 0.2 / 1.2, 0.5 + 0.5 / 1.2])
+    assert t.sum(1) == pytest.approx(np.ones(3))
+    # key 1 never occurs in y (a fold without it): its scores with keys 0 and 2 give it nothing
+    assert soft_targets(np.array([0, 2]), scores, 0.5).tolist() == [[1, 0, 0], [0, 0, 1]]
+    assert soft_targets(np.array([2, 0]), scores, 0.0).tolist() == [[0, 0, 1], [1, 0, 0]]
+
+
+def test_logistic_reaches_the_optimum_of_its_objective():
+    """At the minimum of C·Σ CE(q, softmax(xW + b)) + ½‖W‖² the gradient vanishes:
+    W = C·xᵀ(q − p) and Σ(q − p) = 0 — checked on random sparse features and soft targets
+    (this pins the loss and gradient formulae the solver is given)."""
+    import torch
+    from scipy.sparse import random as sparse_random
+
+    import ohlora.memory.topic_encoder as te
+
+    rng = np.random.default_rng(0)
+    x = sparse_random(60, 40, density=0.2, format="csr", random_state=1, dtype=np.float32)
+    y = rng.integers(0, 3, 60)
+    q = soft_targets(y, np.array([[1.0, 0.5, 0.1], [0.5, 1.0, 0.3], [0.1, 0.3, 1.0]]), 0.6)
+    coef, intercept = _logistic(x, q, gtol=1e-9)  # tighter than the default (scikit-learn's 1e-4)
+    p = torch.softmax(torch.from_numpy(x.toarray() @ coef.T + intercept), -1).numpy()
+    assert coef.T == pytest.approx(te.C * x.T.toarray() @ (q - p), abs=1e-3)
+    assert (q - p).sum(0) == pytest.approx(np.zeros(3), abs=1e-3)
+
+
+def test_a_class_without_target_mass_gets_no_probability():
+    from scipy.sparse import csr_matrix
+
+    x = csr_matrix(np.eye(4, dtype=np.float32))
+    q = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 1, 0]], dtype=np.float32)  # class 2 absent
+    coef, intercept = _logistic(x, q)
+    assert not coef[2].any() and intercept[2] <= -1e3
+    logits = x.toarray() @ coef.T + intercept
+    assert (logits.argmax(1) == [0, 0, 1, 1]).all()
+
+
+def test_soft_targets_make_close_keys_likelier_than_far_ones(fitted):
+    """Fitted on the same features, a 가수 prompt's posterior leans to 공연 (score 0.7) over
+    날씨 (0.1) more with soft targets than with one-hot ones."""
+    import torch
+
+    enc = fitted.model[0]
+    texts = [t for m, p in LINES for t in (p, m)]
+    y = np.repeat([enc.keys.index(_key(m)) for m, _ in LINES], 2)
+    s = np.eye(3)
+    for (a, b), v in SCORES.items():
+        s[enc.keys.index(a), enc.keys.index(b)] = s[enc.keys.index(b), enc.keys.index(a)] = v
+    x = enc.featurize(texts)
+    probe = enc.featurize(["새로 나온 노래 들어봤어?"]).toarray()
+    ratio = {}
+    for alpha in (0.0, 0.6):
+        coef, intercept = _logistic(x, soft_targets(y, s, alpha))
+        p = torch.softmax(torch.from_numpy(probe @ coef.T + intercept), -1).numpy()[0]
+        ratio[alpha] = p[enc.keys.index("공연 보고 싶음")] / p[enc.keys.index("오늘 날씨")]
+    assert ratio[0.6] > ratio[0.0]
 
 
 def test_fit_learns_the_keys_and_reads_unseen_prompts(fitted):
