@@ -1,0 +1,141 @@
+"""Choosing the `topic` encoder's settings without the test pairs: two cross-validations.
+
+- **Line CV** (as memory_topic.py): 5 folds of 16 held-out reference *train* lines, for each
+  `--shuffles` fold order; per fold the mean corr of held×held and all×held pairs. Every
+  held-out line's key stays in training through the other lines and our prompts, so this
+  measures reading new prompts of *known* keys.
+- **Key CV**: the reference train keys with ≤ 3 lines there (the 상태 values and the rare keys:
+  the kind the test pairs bring new, 마우스 소개 or 먹고 싶은 빵) in 7 groups; a fold removes
+  every line of its group's keys — the reference's and ours — fits on the rest, and scores the
+  held prompts against all train memories and the held memories against all train prompts.
+  This measures what a key the encoder never saw looks like to it.
+
+The line CV alone rewards memorising the known keys' wording; the key CV alone punishes it.
+The test pairs have both parts: 72 % of their pairs are between keys the train pairs have,
+28 % involve one of their six new keys (counted from the test pairs' keys, not their scores),
+so `weighted` = 0.72 · line + 0.28 · key is the figure each setting is compared on.
+
+    .venv/bin/python benchmarks/memory_topic_cv.py --settings 0:10 0.6:10   # α:C, ~7 min each
+
+Results: benchmarks/results/memory_topic_cv.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from memory_mix import fold_sets, load_reference, metrics, ref_combos, write_results  # noqa: E402
+
+EXTRA = ["ref_keys_combs.txt", "ref_keys_more.txt", "ref_keys_indirect.txt"]
+KEY_GROUPS = 7
+SEEN_SHARE = 0.72  # share of the 1,600 test pairs whose two keys both occur in the train pairs
+
+
+def fit(lines, extra, table):
+    from ohlora.memory.lines import Lines
+    from ohlora.memory.train import TrainArgs, train
+
+    data = Lines.from_combinations(ref_combos(lines) + extra, table=table)
+    return train(None, None, base="topic", args=TrainArgs(seed=0, valid_ratio=0.0), lines=data, progress=False).model
+
+
+def corr(model, pairs) -> float:
+    from ohlora.memory.train import pair_cosines
+
+    return metrics(pair_cosines(model, pairs), [p.score for p in pairs])["corr"]
+
+
+def line_cv(lines, extra, table, scores, shuffle: int) -> list[float]:
+    order = list(range(len(lines)))
+    random.Random(shuffle).shuffle(order)
+    out = []
+    for f in range(5):
+        train_lines, _held, sets = fold_sets(lines, scores, order, f)
+        model = fit(train_lines, extra, table)
+        out.append((corr(model, sets["held×held"]) + corr(model, sets["all×held"])) / 2)
+    return out
+
+
+def key_groups(lines) -> list[list[str]]:
+    from collections import Counter
+
+    from ohlora.formats import parse_memory
+
+    count = Counter(parse_memory(m).canonical_key() for m, _ in lines)
+    rare = sorted(k for k, n in count.items() if n <= 3)
+    random.Random(0).shuffle(rare)
+    return [sorted(rare[g::KEY_GROUPS]) for g in range(KEY_GROUPS)]
+
+
+def key_cv(lines, extra, table, scores) -> list[dict]:
+    from ohlora.formats import parse_memory
+    from ohlora.memory.pairs import Pair
+
+    out = []
+    for keys in key_groups(lines):
+        gone = set(keys)
+        held = [ln for ln in lines if parse_memory(ln[0]).canonical_key() in gone]
+        model = fit([ln for ln in lines if ln not in held], [c for c in extra if c.pair_key not in gone], table)
+        prompts = [Pair(m0, p1, scores[m0, p0, m1, p1]) for m0, p0 in lines for m1, p1 in held]
+        memories = [Pair(m0, p1, scores[m0, p0, m1, p1]) for m0, p0 in held for m1, p1 in lines]
+        out.append({"keys": keys, "prompts": corr(model, prompts), "memories": corr(model, memories)})
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--settings", nargs="+", default=["0:10", "0.6:10"], help="α:C pairs (SOFT_TARGETS:C of ohlora/memory/topic_encoder.py)")
+    ap.add_argument("--shuffles", type=int, nargs="+", default=[0, 1], help="line-CV fold orders")
+    a = ap.parse_args()
+    import numpy as np
+    import torch
+
+    import ohlora.memory.topic_encoder as te
+
+    torch.set_num_threads(1)
+    table, extra, lines, scores = load_reference(EXTRA)
+    res: dict = {"load_avg_at_start": os.getloadavg(), "extra_files": EXTRA, "seen_share": SEEN_SHARE, "settings": {}}
+    for setting in a.settings:
+        alpha, c = (float(x) for x in setting.split(":"))
+        te.SOFT_TARGETS, te.C = alpha, c
+        t = time.perf_counter()
+        lines_cv = {str(s): line_cv(lines, extra, table, scores, s) for s in a.shuffles}
+        keys_cv = key_cv(lines, extra, table, scores)
+        line_mean = float(np.mean([v for vs in lines_cv.values() for v in vs]))
+        key_mean = float(np.mean([(g["prompts"] + g["memories"]) / 2 for g in keys_cv]))
+        res["settings"][setting] = {"alpha": alpha, "C": c, "line_cv": lines_cv, "key_cv": keys_cv, "line_mean": line_mean, "key_mean": key_mean,
+                                    "weighted": SEEN_SHARE * line_mean + (1 - SEEN_SHARE) * key_mean, "seconds": round(time.perf_counter() - t)}
+        r = res["settings"][setting]
+        print(f"α {alpha} C {c}: line {line_mean:.4f}  key {key_mean:.4f}  weighted {r['weighted']:.4f}  ({r['seconds']} s)", flush=True)
+    res["load_avg_after"] = os.getloadavg()
+    write_results("memory_topic_cv", res, markdown(res))
+    return 0
+
+
+def markdown(res: dict) -> str:
+    rows = list(res["settings"].values())
+    shuffles = list(rows[0]["line_cv"]) if rows else []
+    out = ["# memory_topic_cv: the topic encoder's settings on two cross-validations (no test pairs)", "",
+           f"2 shared CPU cores, one torch thread, load {res['load_avg_at_start'][0]:.1f} at start. Training data: the reference train lines "
+           f"(less the held-out ones) + {', '.join(res['extra_files'])}.", "",
+           "| α (soft targets) | C | " + " | ".join(f"line CV, shuffle {s}" for s in shuffles) + " | key CV: prompts / memories | key CV | "
+           f"weighted ({res['seen_share']:.2f} · line + {1 - res['seen_share']:.2f} · key) |",
+           "|---|---|" + "---|" * len(shuffles) + "---|---|---|"]
+    for r in rows:
+        kp = sum(g["prompts"] for g in r["key_cv"]) / len(r["key_cv"])
+        km = sum(g["memories"] for g in r["key_cv"]) / len(r["key_cv"])
+        cells = [f"{sum(v) / len(v):.4f}" for v in r["line_cv"].values()]
+        out.append(f"| {r['alpha']} | {r['C']:g} | " + " | ".join(cells) + f" | {kp:.3f} / {km:.3f} | {r['key_mean']:.4f} | **{r['weighted']:.4f}** |")
+    if rows:
+        out += ["", "Key-CV groups: " + "; ".join(", ".join(g["keys"]) for g in rows[0]["key_cv"]) + "."]
+    return "\n".join(out + [""])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
