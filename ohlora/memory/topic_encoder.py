@@ -66,14 +66,14 @@ CHAR_NGRAMS = 3
 # A text's target is (1 - α)·its key + α·its key's row of the score table, normalised: calling a
 # 내일 일정 prompt 오늘 일정 (score 0.89) then costs little and 먹고 있는 음식 (0.08) much — the
 # ordering the pair MSE and correlation reward. Line CV (mean corr, fold shuffles 0 / 1), at
-# C = 10: α = 0 0.686 / 0.689, 0.6 0.700 / 0.703; on shuffle 0 also 0.5 0.701, 0.7 0.702, 0.9
+# C = 10: α = 0 0.685 / 0.689, 0.6 0.700 / 0.703; on shuffle 0 also 0.5 0.701, 0.7 0.702, 0.9
 # 0.698. Key CV (whole keys held out; docs/memory.md): α = 0 0.387, 0.3 0.369, 0.6 0.366.
 # Weighted as the test pairs are (72 % among seen keys, 28 % with an unseen one): 0.603 vs 0.608.
 SOFT_TARGETS = 0.6
 # Inverse L2 strength. Hard targets: 10 beat 3 and 30 (0.661 vs 0.650 / 0.657). With soft targets
 # the line CV rises with C (3 0.681, 10 0.700, 30 0.708, 100 0.709 on shuffle 0) and the key CV
 # falls (10 0.366, 30 0.349: less L2 memorises the known keys' wording); weighted, a tie
-# (0.6076 / 0.6075), so the more regularised 10 stays.
+# (0.6076 / 0.6076, benchmarks/results/memory_topic_cv.md), so the more regularised 10 stays.
 C = 10.0
 OOF_FOLDS = 5  # out-of-fold posteriors for fitting the key table
 TABLE_STEPS = 300  # Adam steps fitting E (the loss is flat by ~200)
