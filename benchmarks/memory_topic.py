@@ -38,13 +38,25 @@ EXTRA = ["ref_keys_combs.txt", "ref_keys_more.txt", "ref_keys_indirect.txt"]
 WEIGHTS = [0.0, 0.25, 0.5, 0.75, 1.0]  # topic's share
 
 
-def fit_both(lines, extra, table, seed: int = 0):
+def reference_data(lines, extra, table):
     from ohlora.memory.lines import Lines
+
+    return Lines.from_combinations(ref_combos(lines) + extra, table=table)  # no n² rows (benchmarks/results/memory_lines.md)
+
+
+def fit_topic(data, seed: int = 0):
+    """The topic encoder fitted on every line of `data` (also memory_topic_cv.py's fit)."""
     from ohlora.memory.train import TrainArgs, train
 
-    data = Lines.from_combinations(ref_combos(lines) + extra, table=table)  # no n² rows (benchmarks/results/memory_lines.md)
+    return train(None, None, base="topic", args=TrainArgs(seed=seed, valid_ratio=0.0), lines=data, progress=False).model
+
+
+def fit_both(lines, extra, table, seed: int = 0):
+    from ohlora.memory.train import TrainArgs, train
+
+    data = reference_data(lines, extra, table)
     t = time.perf_counter()
-    topic = train(None, None, base="topic", args=TrainArgs(seed=seed, valid_ratio=0.0), lines=data, progress=False).model
+    topic = fit_topic(data, seed)
     t_topic = time.perf_counter() - t
     t = time.perf_counter()
     kiwi = train(None, None, base="kiwi", args=TrainArgs(epochs=1, batch_size=64, seed=seed, valid_ratio=0.0), lines=data, progress=False).model

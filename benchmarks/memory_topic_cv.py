@@ -30,19 +30,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from memory_mix import fold_sets, load_reference, metrics, ref_combos, write_results  # noqa: E402
+from memory_mix import fold_sets, load_reference, metrics, write_results  # noqa: E402
+from memory_topic import EXTRA, fit_topic, reference_data  # noqa: E402
 
-EXTRA = ["ref_keys_combs.txt", "ref_keys_more.txt", "ref_keys_indirect.txt"]
 KEY_GROUPS = 7
 SEEN_SHARE = 0.72  # share of the 1,600 test pairs whose two keys both occur in the train pairs
-
-
-def fit(lines, extra, table):
-    from ohlora.memory.lines import Lines
-    from ohlora.memory.train import TrainArgs, train
-
-    data = Lines.from_combinations(ref_combos(lines) + extra, table=table)
-    return train(None, None, base="topic", args=TrainArgs(seed=0, valid_ratio=0.0), lines=data, progress=False).model
 
 
 def corr(model, pairs) -> float:
@@ -57,7 +49,7 @@ def line_cv(lines, extra, table, scores, shuffle: int) -> list[float]:
     out = []
     for f in range(5):
         train_lines, _held, sets = fold_sets(lines, scores, order, f)
-        model = fit(train_lines, extra, table)
+        model = fit_topic(reference_data(train_lines, extra, table))
         out.append((corr(model, sets["held×held"]) + corr(model, sets["all×held"])) / 2)
     return out
 
@@ -81,7 +73,7 @@ def key_cv(lines, extra, table, scores) -> list[dict]:
     for keys in key_groups(lines):
         gone = set(keys)
         held = [ln for ln in lines if parse_memory(ln[0]).canonical_key() in gone]
-        model = fit([ln for ln in lines if ln not in held], [c for c in extra if c.pair_key not in gone], table)
+        model = fit_topic(reference_data([ln for ln in lines if ln not in held], [c for c in extra if c.pair_key not in gone], table))
         prompts = [Pair(m0, p1, scores[m0, p0, m1, p1]) for m0, p0 in lines for m1, p1 in held]
         memories = [Pair(m0, p1, scores[m0, p0, m1, p1]) for m0, p0 in held for m1, p1 in lines]
         out.append({"keys": keys, "prompts": corr(model, prompts), "memories": corr(model, memories)})

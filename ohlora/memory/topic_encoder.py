@@ -44,7 +44,7 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -367,16 +367,16 @@ def _logistic(x, targets: np.ndarray, max_iter: int = 3000, gtol: float = 1e-4) 
 
 def _key_scores(labels: np.ndarray, y_line: np.ndarray, k: int) -> np.ndarray:
     """(K, K) mean score of each key pair over the labelled line pairs, symmetric, diagonal 1;
-    pairs never labelled take the mean of the known off-diagonal scores."""
-    acc: dict[tuple[int, int], list[float]] = defaultdict(list)
+    pairs never labelled take the mean of the known off-diagonal scores. (Counted with
+    bincount: the labels are n × n, 4.2 M cells for our 2,060 lines.)"""
     ii, jj = np.nonzero(~np.isnan(labels))
-    for i, j in zip(ii, jj):
-        acc[y_line[i], y_line[j]].append(float(labels[i, j]))
-    known = [v for (a, b), vs in acc.items() if a != b for v in vs]
-    fill = float(np.mean(known)) if known else 0.0
-    s = np.full((k, k), fill)
-    for (a, b), vs in acc.items():
-        s[a, b] = np.mean(vs)
+    values = labels[ii, jj].astype(np.float64)
+    cell = y_line[ii] * k + y_line[jj]
+    total = np.bincount(cell, weights=values, minlength=k * k).reshape(k, k)
+    count = np.bincount(cell, minlength=k * k).reshape(k, k)
+    off = y_line[ii] != y_line[jj]
+    fill = float(values[off].mean()) if off.any() else 0.0
+    s = np.where(count > 0, total / np.maximum(count, 1), fill)
     s = (s + s.T) / 2
     np.fill_diagonal(s, 1.0)
     return s
