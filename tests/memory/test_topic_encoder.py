@@ -163,6 +163,61 @@ def test_save_and_load_give_the_same_vectors(fitted, tmp_path):
     assert np.allclose(again.encode(texts), fitted.model.encode(texts), atol=1e-5)
 
 
+def test_key_match_is_one_for_a_prompt_holding_the_whole_key_and_zero_for_memories():
+    """The key-match view: per key, each of its content morphemes' best cosine with the text's,
+    averaged. A prompt with every morpheme of a key scores exactly 1 for it, one with half of
+    them less (the missing one's best match is another word) but more than a key it shares
+    nothing with; memories get no key-match column at all (zeros)."""
+    from ohlora.memory.topic_encoder import TopicEncoder
+
+    enc = TopicEncoder(keys=["오늘 날씨", "좋아하는 가수"], key_match=1.0)
+    texts = ["오늘 날씨 진짜 좋다", "날씨 어때?", "[오늘 날씨: 맑음]", "\u200b오늘 날씨 🌧️"]
+    got = enc._match_keys(texts, enc._analyse(texts))
+    weather, singer = 0, 1
+    assert got[0, weather] == pytest.approx(1.0, abs=1e-5)
+    assert got[1, singer] < got[1, weather] < 1.0 - 1e-3
+    assert (got[2] == 0).all()
+    assert got[3, weather] == pytest.approx(1.0, abs=1e-5)  # zero-width space and emoji change nothing
+
+
+def test_a_folder_saved_before_the_key_match_view_loads_as_it_was(tmp_path, monkeypatch):
+    """Saved topic folders without `key_match` in their config (older versions) have no such
+    columns in their classifier: they load with the view off and give the vectors they gave."""
+    import ohlora.memory.topic_encoder as te
+    from ohlora.memory.train import TrainArgs, train
+    from ohlora.models import load_sentence_encoder
+
+    monkeypatch.setattr(te, "KEY_MATCH", 0.0)
+    old = train(None, None, base="topic", args=TrainArgs(valid_ratio=0.0), pairs=_rows(), progress=False).model
+    old.save(str(tmp_path))
+    config = json.loads((tmp_path / "topic_config.json").read_text(encoding="utf-8"))
+    del config["key_match"]
+    (tmp_path / "topic_config.json").write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
+    texts = ["[오늘 일정: 면접] 아 떨린다", "로라야 노래 추천해 줘~", "비 온대"]
+    again = load_sentence_encoder(str(tmp_path), flag="MODEL_DIR")
+    assert again[0].key_match == 0.0
+    assert np.allclose(again.encode(texts), old.encode(texts), atol=1e-5)
+
+
+def test_with_key_match_on_a_fit_saves_and_loads_it(tmp_path, monkeypatch):
+    """`KEY_MATCH` (off by default) adds one classifier column per key; a folder fitted with it
+    records it and loads to the same vectors, and a prompt holding a key's words leans to it."""
+    import ohlora.memory.topic_encoder as te
+    from ohlora.memory.train import TrainArgs, train
+    from ohlora.models import load_sentence_encoder
+
+    monkeypatch.setattr(te, "KEY_MATCH", 3.0)
+    model = train(None, None, base="topic", args=TrainArgs(valid_ratio=0.0), pairs=_rows(), progress=False).model
+    enc = model[0]
+    assert enc.classifier.weight.shape[1] == len(enc.char.vocab) + len(enc.morph.vocab) + enc.vectors.dim + len(enc.keys)
+    model.save(str(tmp_path))
+    assert json.loads((tmp_path / "topic_config.json").read_text(encoding="utf-8"))["key_match"] == 3.0
+    texts = ["[오늘 날씨: 눈] 춥다", "좋아하는 가수 있어?", "날씨 어때 🌧️"]
+    again = load_sentence_encoder(str(tmp_path), flag="MODEL_DIR")
+    assert np.allclose(again.encode(texts), model.encode(texts), atol=1e-5)
+    assert [k for k, _ in enc.predict_keys(texts[1:])] == ["좋아하는 가수", "오늘 날씨"]
+
+
 def test_untrained_topic_encoder_says_how_to_train_it():
     from ohlora.models import load_sentence_encoder
 
