@@ -80,7 +80,7 @@ C = 10.0
 # content morphemes cover the key string's (노래 → 좋아하는 가수, 빵 → 먹고 싶은 음식) — a way to
 # a key that does not go through the training prompts' wording. Off: both CVs favour it
 # (memory_topic_cv, α 0.6, C 10, line / key / weighted: off 0.7015 / 0.366 / 0.6076, 1 0.7060 /
-# 0.378 / 0.6143, 3 0.7052 / 0.386 / 0.6159), but at 3, chosen on them, the reference test pairs
+# 0.378 / 0.6143, 3 0.7051 / 0.386 / 0.6158), but at 3, chosen on them, the reference test pairs
 # fell (topic 0.701 → 0.688) and the fit was slower (135 s vs 29 s, under ~1.6x the load): the
 # third change the CVs liked and the test did not (docs/memory.md). Kept as a setting for data with many new, rare keys.
 KEY_MATCH = 0.0
