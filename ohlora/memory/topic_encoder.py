@@ -143,7 +143,7 @@ class TopicEncoder(InputModule):
         self.keys = list(keys or [])
         # 0 for folders saved before the key-match view existed (their classifier has no such columns)
         self.key_match = float(key_match)
-        self._key_vectors: tuple[list[str], np.ndarray, np.ndarray] | None = None
+        self._key_vectors: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # _match_keys' cache, per `keys`
         self.max_seq_length = max_seq_length
         self.kiwi_version = kiwi_version or installed_kiwi()
         self._set_vocab(vocab or {"char": [[], []], "morph": [[], []]})
@@ -190,12 +190,11 @@ class TopicEncoder(InputModule):
         best cosine with one of the text's — 1 when the text holds every morpheme of the key.
         0 for memories (`[key: value]`): their key is written in them, and a column that is
         exactly 1 there would teach the classifier to trust it far more than a prompt's."""
-        if self._key_vectors is None or self._key_vectors[0] != self.keys:
+        if self._key_vectors is None:
             toks = [self.vectors.tokens(k) for k in self.keys]  # content morphemes (all, if none)
-            vecs = self.vectors.vectors([t.id for ts in toks for t in ts])
-            self._key_vectors = (list(self.keys), vecs, np.repeat(np.arange(len(self.keys)), [len(ts) for ts in toks]))
-        _, key_vecs, owner = self._key_vectors
-        count = np.bincount(owner, minlength=len(self.keys))
+            count = np.array([len(ts) for ts in toks])
+            self._key_vectors = (self.vectors.vectors([t.id for ts in toks for t in ts]), np.repeat(np.arange(len(self.keys)), count), count)
+        key_vecs, owner, count = self._key_vectors
         out = np.zeros((len(texts), len(self.keys)), dtype=np.float32)
         for i, (text, (_, vecs)) in enumerate(zip(texts, analysed)):
             if len(vecs) and len(key_vecs) and parse_memory(text) is None:
@@ -246,6 +245,7 @@ class TopicEncoder(InputModule):
 
         self.keys = keys
         self.key_match = KEY_MATCH
+        self._key_vectors = None  # new keys
         analysed = self._analyse(texts)  # Kiwi once per text, for the vocabulary and the features
         self._set_vocab({"char": _fit_bag([char_grams(t) for t in texts]), "morph": _fit_bag([forms for forms, _ in analysed])})
         x = self.featurize(texts, analysed)

@@ -45,11 +45,16 @@ def _rows(lines=LINES) -> list[Pair]:
     return [Pair(m0, p1, _score(_key(m0), _key(m1)), 0, p0, m1) for m0, p0 in lines for m1, p1 in lines]
 
 
-@pytest.fixture(scope="module")
-def fitted():
+def _fit(pairs: list[Pair]):
+    """`ohlora memory train --base topic` on pair rows, every line fitted."""
     from ohlora.memory.train import TrainArgs, train
 
-    return train(None, None, base="topic", args=TrainArgs(valid_ratio=0.0), pairs=_rows(), progress=False)
+    return train(None, None, base="topic", args=TrainArgs(valid_ratio=0.0), pairs=pairs, progress=False)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return _fit(_rows())
 
 
 def test_char_grams_pad_words_and_ignore_how_the_text_was_typed():
@@ -184,11 +189,10 @@ def test_a_folder_saved_before_the_key_match_view_loads_as_it_was(tmp_path, monk
     """Saved topic folders without `key_match` in their config (older versions) have no such
     columns in their classifier: they load with the view off and give the vectors they gave."""
     import ohlora.memory.topic_encoder as te
-    from ohlora.memory.train import TrainArgs, train
     from ohlora.models import load_sentence_encoder
 
     monkeypatch.setattr(te, "KEY_MATCH", 0.0)
-    old = train(None, None, base="topic", args=TrainArgs(valid_ratio=0.0), pairs=_rows(), progress=False).model
+    old = _fit(_rows()).model
     old.save(str(tmp_path))
     config = json.loads((tmp_path / "topic_config.json").read_text(encoding="utf-8"))
     del config["key_match"]
@@ -203,11 +207,10 @@ def test_with_key_match_on_a_fit_saves_and_loads_it(tmp_path, monkeypatch):
     """`KEY_MATCH` (off by default) adds one classifier column per key; a folder fitted with it
     records it and loads to the same vectors, and a prompt holding a key's words leans to it."""
     import ohlora.memory.topic_encoder as te
-    from ohlora.memory.train import TrainArgs, train
     from ohlora.models import load_sentence_encoder
 
     monkeypatch.setattr(te, "KEY_MATCH", 3.0)
-    model = train(None, None, base="topic", args=TrainArgs(valid_ratio=0.0), pairs=_rows(), progress=False).model
+    model = _fit(_rows()).model
     enc = model[0]
     assert enc.classifier.weight.shape[1] == len(enc.char.vocab) + len(enc.morph.vocab) + enc.vectors.dim + len(enc.keys)
     model.save(str(tmp_path))
@@ -226,14 +229,12 @@ def test_untrained_topic_encoder_says_how_to_train_it():
 
 
 def test_fit_needs_whole_lines_and_two_keys():
-    from ohlora.memory.train import TrainArgs, train
-
     three_columns = [Pair(r.memory, r.prompt, r.score) for r in _rows()]
     with pytest.raises(OhloraError, match="five columns"):
-        train(None, None, base="topic", args=TrainArgs(valid_ratio=0.0), pairs=three_columns, progress=False)
+        _fit(three_columns)
     one_key = [ln for ln in LINES if _key(ln[0]) == "오늘 날씨"]
     with pytest.raises(OhloraError, match="at least 2 different keys"):
-        train(None, None, base="topic", args=TrainArgs(valid_ratio=0.0), pairs=_rows(one_key), progress=False)
+        _fit(_rows(one_key))
 
 
 def test_cli_trains_a_topic_encoder_that_pick_uses(tmp_path, capsys):
