@@ -6,8 +6,8 @@ rescaled cosine of the key strings). So the encoder's job splits in two, and thi
 solves each part directly instead of asking a transformer to find both in ~100 lines:
 
 1. *Which key is this text about?* A multinomial logistic regression over three views
-   of the text — character 1-3-grams (spelling: 티어, 떡볶이), Kiwi morpheme forms
-   (떨렸어 and 떨려 share 떨리), and the mean of its Kiwi content-morpheme vectors
+   of the text — character 1-3-grams (spelling: 티어, 떡볶이), Kiwi morpheme forms and
+   pairs of adjacent content morphemes (떨렸어 and 떨려 share 떨리; 내일 떨리 is not 떨리), and the mean of its Kiwi content-morpheme vectors
    (meaning: 노래 ≈ 곡, ohlora/memory/morphemes.py) — gives p(key | text); a fourth, how
    well a prompt's morphemes match each key string's (`KEY_MATCH`), is off. Its training
    texts are every line's prompt *and* its `[key: value]` memory, and their targets are soft:
@@ -84,6 +84,12 @@ C = 10.0
 # fell (topic 0.701 → 0.688) and the fit was slower (135 s vs 29 s, under ~1.6x the load): the
 # third change the CVs liked and the test did not (docs/memory.md). Kept as a setting for data with many new, rare keys.
 KEY_MATCH = 0.0
+# Runs of up to this many adjacent content morphemes (particles and endings skipped) join the
+# morpheme bag: a bag of single morphemes cannot tell `내일 … 떨려` (an exam tomorrow) from `떨려`
+# (the state), nor `안 오` from `오`. memory_topic_cv (α 0.6, C 10; line CV / key CV / weighted):
+# 1 (none) 0.7015 / 0.366 / 0.6076, **2 0.7112 / 0.392 / 0.6217**; runs of every form (particles
+# too) 2 0.7100 / 0.387 / 0.6196, 3 0.7028 / 0.398 / 0.6173 (docs/memory.md).
+MORPH_NGRAMS = 2
 OOF_FOLDS = 5  # out-of-fold posteriors for fitting the key table
 TABLE_STEPS = 300  # Adam steps fitting E (the loss is flat by ~200)
 TABLE_LR = 0.01
@@ -97,6 +103,15 @@ def char_grams(text: str, n_max: int = CHAR_NGRAMS) -> list[str]:
         w = f" {word} "
         for n in range(1, n_max + 1):
             out += [w[i : i + n] for i in range(len(w) - n + 1)]
+    return out
+
+
+def morph_runs(forms: list[str], n_max: int = MORPH_NGRAMS) -> list[str]:
+    """Every run of 2..n_max adjacent forms, joined by a space (a Kiwi form holds none, so a
+    run never equals a form in the same bag)."""
+    out: list[str] = []
+    for n in range(2, n_max + 1):
+        out += [" ".join(forms[i : i + n]) for i in range(len(forms) - n + 1)]
     return out
 
 
@@ -133,16 +148,18 @@ class _Bag:
 
 class TopicEncoder(InputModule):
     config_file_name = "topic_config.json"
-    config_keys = ["keys", "max_seq_length", "kiwi_version", "key_match"]
+    config_keys = ["keys", "max_seq_length", "kiwi_version", "key_match", "morph_ngrams"]
     vocab_file_name = "topic_vocab.json"
 
     def __init__(self, keys: list[str] | None = None, max_seq_length: int = 64, kiwi_version: str = "", key_match: float = 0.0,
-                 basis: Basis | None = None, vocab: dict | None = None):
+                 morph_ngrams: int = 1, basis: Basis | None = None, vocab: dict | None = None):
         super().__init__()
         self.vectors = MorphemeVectors(basis)
         self.keys = list(keys or [])
         # 0 for folders saved before the key-match view existed (their classifier has no such columns)
         self.key_match = float(key_match)
+        # 1 for folders saved before runs of forms existed (their vocabulary has none)
+        self.morph_ngrams = int(morph_ngrams)
         self._key_vectors: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # _match_keys' cache, per `keys`
         self.max_seq_length = max_seq_length
         self.kiwi_version = kiwi_version or installed_kiwi()
@@ -159,17 +176,19 @@ class TopicEncoder(InputModule):
 
     # --- text -> features -> embedding ------------------------------------------------------------
     def _analyse(self, texts: list[str]) -> list[tuple[list[str], np.ndarray]]:
-        """Per text, from one Kiwi tokenisation: its morpheme forms (lower-cased) and the
-        vectors of its content morphemes, (n, dim)."""
+        """Per text, from one Kiwi tokenisation: its morpheme forms (lower-cased) and the runs of
+        its content morphemes (`morph_runs`), and the vectors of those, (n, dim)."""
         out = []
         for text in texts:
             forms, toks = self.vectors.analyse(text)
-            vecs = self.vectors.vectors([t.id for t in toks[: self.max_seq_length]])
-            out.append(([f.lower() for f in forms][: self.max_seq_length], vecs))
+            toks = toks[: self.max_seq_length]
+            vecs = self.vectors.vectors([t.id for t in toks])
+            runs = morph_runs([t.form.lower() for t in toks], self.morph_ngrams)
+            out.append(([f.lower() for f in forms][: self.max_seq_length] + runs, vecs))
         return out
 
     def featurize(self, texts: list[str], analysed: list | None = None):
-        """Sparse CSR (len(texts), n_features): char n-gram bag | morpheme bag | mean Kiwi vector
+        """Sparse CSR (len(texts), n_features): char n-gram bag | morpheme (run) bag | mean Kiwi vector
         | key match (when `key_match`). `analysed`: `_analyse(texts)` when the caller has it."""
         from scipy.sparse import csr_matrix, hstack
 
@@ -245,6 +264,7 @@ class TopicEncoder(InputModule):
 
         self.keys = keys
         self.key_match = KEY_MATCH
+        self.morph_ngrams = MORPH_NGRAMS
         self._key_vectors = None  # new keys
         analysed = self._analyse(texts)  # Kiwi once per text, for the vocabulary and the features
         self._set_vocab({"char": _fit_bag([char_grams(t) for t in texts]), "morph": _fit_bag([forms for forms, _ in analysed])})

@@ -12,7 +12,7 @@ import pytest
 
 from ohlora.errors import OhloraError
 from ohlora.memory.pairs import Pair
-from ohlora.memory.topic_encoder import _Bag, _logistic, char_grams, soft_targets
+from ohlora.memory.topic_encoder import _Bag, _logistic, char_grams, morph_runs, soft_targets
 
 # Three keys, four lines each; the key-pair scores are made up for the test (SPEC §4 would
 # take them from a teacher): 가수 and 공연 are close, 날씨 is far from both.
@@ -61,6 +61,27 @@ def test_char_grams_pad_words_and_ignore_how_the_text_was_typed():
     assert char_grams("롤 티어", n_max=2) == [" ", "롤", " ", " 롤", "롤 ", " ", "티", "어", " ", " 티", "티어", "어 "]
     messy = unicodedata.normalize("NFD", "오늘\u200b 날씨  좋다")
     assert char_grams(messy) == char_grams("오늘 날씨 좋다")
+
+
+def test_morph_runs_join_adjacent_forms():
+    forms = ["내일", "시험", "떨리"]
+    assert morph_runs(forms, n_max=1) == []
+    assert morph_runs(forms, n_max=2) == ["내일 시험", "시험 떨리"]
+    assert morph_runs(forms, n_max=3) == ["내일 시험", "시험 떨리", "내일 시험 떨리"]
+    assert morph_runs(["떨리"], n_max=3) == []
+
+
+def test_runs_are_of_content_morphemes_and_skip_particles_and_endings():
+    """`내일 시험이라 떨려` → runs 내일-시험 and 시험-떨리 (the copula and endings between them are
+    skipped), beside the single forms, particles included."""
+    from ohlora.memory.topic_encoder import TopicEncoder
+
+    enc = TopicEncoder()
+    enc.morph_ngrams = 2
+    (forms, _), = enc._analyse(["내일 시험이라 떨려"])
+    runs = [g for g in forms if " " in g]
+    assert runs == ["내일 시험", "시험 떨리"]
+    assert {"내일", "시험", "떨리"} <= set(forms) and len(forms) > 3 + len(runs)  # an ending or copula kept as a form
 
 
 def test_bag_uses_sublinear_tf_smoothed_idf_and_unit_rows():
@@ -201,6 +222,38 @@ def test_a_folder_saved_before_the_key_match_view_loads_as_it_was(tmp_path, monk
     again = load_sentence_encoder(str(tmp_path), flag="MODEL_DIR")
     assert again[0].key_match == 0.0
     assert np.allclose(again.encode(texts), old.encode(texts), atol=1e-5)
+
+
+def test_a_fit_puts_runs_of_forms_in_the_vocabulary_and_records_their_length(fitted, tmp_path):
+    from ohlora.memory import topic_encoder as te
+
+    enc = fitted.model[0]
+    assert enc.morph_ngrams == te.MORPH_NGRAMS == 2
+    runs = [g for g in enc.morph.vocab if " " in g]
+    assert runs and all(len(g.split(" ")) == 2 for g in runs)
+    fitted.model.save(str(tmp_path))
+    assert json.loads((tmp_path / "topic_config.json").read_text(encoding="utf-8"))["morph_ngrams"] == 2
+
+
+def test_a_folder_saved_before_runs_of_forms_loads_as_it_was(tmp_path, monkeypatch):
+    """A folder from before `morph_ngrams` (single forms only, no such config entry) loads with
+    runs off and gives exactly the vectors it gave when it was fitted."""
+    import ohlora.memory.topic_encoder as te
+    from ohlora.models import load_sentence_encoder
+
+    monkeypatch.setattr(te, "MORPH_NGRAMS", 1)
+    old = _fit(_rows()).model
+    assert not any(" " in g for g in old[0].morph.vocab)
+    texts = ["[오늘 일정: 면접] 아 떨린다", "로라야 노래 추천해 줘~", "비 온대 ☔"]
+    before = old.encode(texts)
+    old.save(str(tmp_path))
+    monkeypatch.undo()
+    config = json.loads((tmp_path / "topic_config.json").read_text(encoding="utf-8"))
+    del config["morph_ngrams"]
+    (tmp_path / "topic_config.json").write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
+    again = load_sentence_encoder(str(tmp_path), flag="MODEL_DIR")
+    assert again[0].morph_ngrams == 1
+    assert np.allclose(again.encode(texts), before, atol=1e-5)
 
 
 def test_with_key_match_on_a_fit_saves_and_loads_it(tmp_path, monkeypatch):
