@@ -6,13 +6,14 @@ rescaled cosine of the key strings). So the encoder's job splits in two, and thi
 solves each part directly instead of asking a transformer to find both in ~100 lines:
 
 1. *Which key is this text about?* A multinomial logistic regression over three views
-   of the text — character 1-3-grams (spelling: 티어, 떡볶이), Kiwi morpheme forms and
-   pairs of adjacent content morphemes (떨렸어 and 떨려 share 떨리; 내일 떨리 is not 떨리), and the mean of its Kiwi content-morpheme vectors
-   (meaning: 노래 ≈ 곡, ohlora/memory/morphemes.py) — gives p(key | text); a fourth, how
-   well a prompt's morphemes match each key string's (`KEY_MATCH`), is off. Its training
-   texts are every line's prompt *and* its `[key: value]` memory, and their targets are soft:
-   mostly the line's key, partly the keys it scores close to (`soft_targets`), so mistaking
-   a key for a near one costs less than for a far one — as in the pair scores themselves.
+   of the text — character 1-3-grams (spelling: 티어, 떡볶이), Kiwi morpheme forms with the
+   pairs of adjacent content morphemes (떨렸어 and 떨려 share 떨리; `내일 떨리` is not 떨리), and
+   the mean of its Kiwi content-morpheme vectors (meaning: 노래 ≈ 곡, ohlora/memory/morphemes.py)
+   — gives p(key | text); a fourth, how well a prompt's morphemes match each key string's
+   (`KEY_MATCH`), is off. Its training texts are every line's prompt *and* its `[key: value]`
+   memory, and their targets are soft: mostly the line's key, partly the keys it scores close
+   to (`soft_targets`), so mistaking a key for a near one costs less than for a far one — as
+   in the pair scores themselves.
 2. *How similar are two keys?* Each key gets a unit vector, a row of a table E that
    starts from the key-pair score matrix (its eigenvectors, so that the rows have those
    cosines). The embedding is `[p @ E, s·memory, s·prompt]` with s = √(1 − |p @ E|²)
@@ -158,7 +159,7 @@ class TopicEncoder(InputModule):
         self.keys = list(keys or [])
         # 0 for folders saved before the key-match view existed (their classifier has no such columns)
         self.key_match = float(key_match)
-        # 1 for folders saved before runs of forms existed (their vocabulary has none)
+        # 1 for folders saved before runs of content morphemes existed (their vocabulary has none)
         self.morph_ngrams = int(morph_ngrams)
         self._key_vectors: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # _match_keys' cache, per `keys`
         self.max_seq_length = max_seq_length
@@ -176,8 +177,8 @@ class TopicEncoder(InputModule):
 
     # --- text -> features -> embedding ------------------------------------------------------------
     def _analyse(self, texts: list[str]) -> list[tuple[list[str], np.ndarray]]:
-        """Per text, from one Kiwi tokenisation: its morpheme forms (lower-cased) and the runs of
-        its content morphemes (`morph_runs`), and the vectors of those, (n, dim)."""
+        """Per text, from one Kiwi tokenisation: its morpheme forms (lower-cased) followed by the
+        runs of its content morphemes (`morph_runs`), and those content morphemes' vectors, (n, dim)."""
         out = []
         for text in texts:
             forms, toks = self.vectors.analyse(text)
