@@ -76,6 +76,8 @@ SOFT_TARGETS = 0.6
 # the line CV rises with C (3 0.681, 10 0.700, 30 0.708, 100 0.709 on shuffle 0) and the key CV
 # falls (10 0.366, 30 0.349: less L2 memorises the known keys' wording); weighted, a tie
 # (0.6076 / 0.6076, benchmarks/results/memory_topic_cv.md), so the more regularised 10 stays.
+# With the morpheme pairs (MORPH_NGRAMS) the same: C = 20 line CV up, key CV down, weighted
+# 0.6255 vs 0.6217 (+0.004, under the +0.005 set beforehand as worth a change); C = 5 0.6158.
 C = 10.0
 # Scale of the key-match view (`_match_keys`; 0 = off): per trained key, how well a prompt's
 # content morphemes cover the key string's (노래 → 좋아하는 가수, 빵 → 먹고 싶은 음식) — a way to
@@ -89,7 +91,8 @@ KEY_MATCH = 0.0
 # morpheme bag: a bag of single morphemes cannot tell `내일 … 떨려` (an exam tomorrow) from `떨려`
 # (the state), nor `안 오` from `오`. memory_topic_cv (α 0.6, C 10; line CV / key CV / weighted):
 # 1 (none) 0.7015 / 0.366 / 0.6076, **2 0.7112 / 0.392 / 0.6217**; runs of every form (particles
-# too) 2 0.7100 / 0.387 / 0.6196, 3 0.7028 / 0.398 / 0.6173 (docs/memory.md).
+# too) 2 0.7100 / 0.387 / 0.6196, 3 0.7028 / 0.398 / 0.6173; content runs of 3 0.7097 / 0.399 /
+# 0.6228 (+0.001: not worth the larger vocabulary; docs/memory.md).
 MORPH_NGRAMS = 2
 OOF_FOLDS = 5  # out-of-fold posteriors for fitting the key table
 TABLE_STEPS = 300  # Adam steps fitting E (the loss is flat by ~200)
