@@ -1,0 +1,99 @@
+"""One read of the reference test pairs for two `topic` settings, with a paired bootstrap.
+
+The test pairs have 40 lines, so a change moves corr by ±0.01 on noise alone; a difference
+is only worth reading together with how much it moves when the lines are resampled. Both
+settings are fitted on all train lines (as memory_topic.py), their test-pair cosines taken,
+and the corr difference recomputed on `--resamples` resamples of the 40 test lines (with
+replacement; every pair among the drawn lines, so a line drawn twice counts twice).
+
+The rule we read it by (docs/memory.md, written down before the first read): ship a change
+the cross-validations chose unless the 95 % interval of the difference lies wholly below 0.
+
+    .venv/bin/python benchmarks/memory_topic_paired.py --base 0.6:10:0:1 --new 0.6:10:0:2   # ~2 min
+
+Settings are α:C:m:r as in memory_topic_cv.py. Results: benchmarks/results/memory_topic_paired.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from memory_mix import load_reference, metrics, ref_lines, write_results  # noqa: E402
+from memory_quality import PUBLISHED, REF_DIR  # noqa: E402
+from memory_topic import EXTRA, fit_topic, reference_data  # noqa: E402
+
+
+def predict(setting: str, data, test):
+    import ohlora.memory.topic_encoder as te
+    from ohlora.memory.train import pair_cosines
+
+    alpha, c, match, runs = (float(x) for x in setting.split(":"))
+    te.SOFT_TARGETS, te.C, te.KEY_MATCH, te.MORPH_NGRAMS = alpha, c, match, int(runs)
+    return pair_cosines(fit_topic(data), test)
+
+
+def paired_bootstrap(base, new, true, line_of_memory, line_of_prompt, n_lines: int, resamples: int, seed: int = 0):
+    """Corr(new) − corr(base) on `resamples` resamples of the test lines."""
+    import numpy as np
+
+    cell = np.full((n_lines, n_lines), -1)
+    cell[line_of_memory, line_of_prompt] = np.arange(len(true))
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(resamples):
+        drawn = rng.integers(0, n_lines, n_lines)
+        rows = cell[np.ix_(drawn, drawn)].ravel()
+        out.append(np.corrcoef(new[rows], true[rows])[0, 1] - np.corrcoef(base[rows], true[rows])[0, 1])
+    return np.array(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--base", default="0.6:10:0:1", help="α:C:m:r of the setting shipped before")
+    ap.add_argument("--new", default="0.6:10:0:2", help="α:C:m:r of the setting the CVs chose")
+    ap.add_argument("--resamples", type=int, default=2000)
+    a = ap.parse_args()
+    import numpy as np
+    import torch
+
+    from ohlora.memory.pairs import read_pairs
+
+    torch.set_num_threads(1)
+    table, extra, lines, _scores = load_reference(EXTRA)
+    data = reference_data(lines, extra, table)
+    test = read_pairs(REF_DIR / "test_dataset.csv")
+    true = np.array([p.score for p in test])
+    base, new = predict(a.base, data, test), predict(a.new, data, test)
+    test_lines = ref_lines(REF_DIR / "test_dataset.csv")
+    index = {ln: i for i, ln in enumerate(test_lines)}
+    mem = np.array([index[(p.memory, p.prompt_0)] for p in test])
+    prm = np.array([index[(p.memory_1, p.prompt)] for p in test])
+    diffs = paired_bootstrap(base, new, true, mem, prm, len(test_lines), a.resamples)
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    res = {"base": a.base, "new": a.new, "resamples": a.resamples, "test_lines": len(test_lines), "published_reference": PUBLISHED,
+           "base_metrics": metrics(base, true), "new_metrics": metrics(new, true),
+           "corr_diff": float(np.corrcoef(new, true)[0, 1] - np.corrcoef(base, true)[0, 1]),
+           "bootstrap_sd": float(diffs.std()), "ci95": [float(lo), float(hi)], "p_new_better": float((diffs > 0).mean())}
+    write_results("memory_topic_paired", res, markdown(res))
+    return 0
+
+
+def markdown(res: dict) -> str:
+    b, n = res["base_metrics"], res["new_metrics"]
+    lo, hi = res["ci95"]
+    return "\n".join([
+        "# memory_topic_paired: two topic settings on the reference test pairs, paired bootstrap", "",
+        f"Topic encoder alone, fitted on all train lines; {res['resamples']:,} resamples of the {res['test_lines']} test lines.", "",
+        "| setting (α:C:m:r) | test MSE | test MAE | test corr |", "|---|---|---|---|",
+        "| published reference (klue/roberta-base) | " + " | ".join(f"{res['published_reference'][m]:.4f}" for m in ("mse", "mae", "corr")) + " |",
+        f"| base {res['base']} | {b['mse']:.4f} | {b['mae']:.4f} | {b['corr']:.4f} |",
+        f"| new {res['new']} | {n['mse']:.4f} | {n['mae']:.4f} | {n['corr']:.4f} |", "",
+        f"Corr difference {res['corr_diff']:+.4f}; bootstrap sd {res['bootstrap_sd']:.4f}, 95 % interval "
+        f"[{lo:+.4f}, {hi:+.4f}], new better in {res['p_new_better']:.0%} of resamples.", ""])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
