@@ -38,6 +38,16 @@ KEY_GROUPS = 7
 SEEN_SHARE = 0.72  # share of the 1,600 test pairs whose two keys both occur in the train pairs
 
 
+def apply_setting(setting: str) -> tuple[float, float, float, int]:
+    """Set `α:C:m:r` as ohlora/memory/topic_encoder.py's SOFT_TARGETS, C, KEY_MATCH and
+    MORPH_NGRAMS (what the next fit uses); returns the four values."""
+    import ohlora.memory.topic_encoder as te
+
+    alpha, c, match, runs = (float(x) for x in setting.split(":"))
+    te.SOFT_TARGETS, te.C, te.KEY_MATCH, te.MORPH_NGRAMS = alpha, c, match, int(runs)
+    return alpha, c, match, int(runs)
+
+
 def corr(model, pairs) -> float:
     from ohlora.memory.train import pair_cosines
 
@@ -91,8 +101,6 @@ def main() -> int:
     import numpy as np
     import torch
 
-    import ohlora.memory.topic_encoder as te
-
     torch.set_num_threads(1)
     table, extra, lines, scores = load_reference(EXTRA)
     res: dict = {"load_avg_at_start": os.getloadavg(), "extra_files": EXTRA, "seen_share": SEEN_SHARE, "settings": {}}
@@ -100,17 +108,16 @@ def main() -> int:
     if a.append and saved.exists():
         res["settings"] = json.loads(saved.read_text(encoding="utf-8"))["settings"]
     for setting in a.settings:
-        alpha, c, match, runs = (float(x) for x in setting.split(":"))
-        te.SOFT_TARGETS, te.C, te.KEY_MATCH, te.MORPH_NGRAMS = alpha, c, match, int(runs)
+        alpha, c, match, runs = apply_setting(setting)
         t = time.perf_counter()
         lines_cv = {str(s): line_cv(lines, extra, table, scores, s) for s in a.shuffles}
         keys_cv = key_cv(lines, extra, table, scores)
         line_mean = float(np.mean([v for vs in lines_cv.values() for v in vs]))
         key_mean = float(np.mean([(g["prompts"] + g["memories"]) / 2 for g in keys_cv]))
-        res["settings"][setting] = {"alpha": alpha, "C": c, "key_match": match, "morph_ngrams": int(runs), "line_cv": lines_cv, "key_cv": keys_cv, "line_mean": line_mean, "key_mean": key_mean,
+        res["settings"][setting] = {"alpha": alpha, "C": c, "key_match": match, "morph_ngrams": runs, "line_cv": lines_cv, "key_cv": keys_cv, "line_mean": line_mean, "key_mean": key_mean,
                                     "weighted": SEEN_SHARE * line_mean + (1 - SEEN_SHARE) * key_mean, "seconds": round(time.perf_counter() - t)}
         r = res["settings"][setting]
-        print(f"α {alpha} C {c} key match {match} runs {int(runs)}: line {line_mean:.4f}  key {key_mean:.4f}  weighted {r['weighted']:.4f}  ({r['seconds']} s)", flush=True)
+        print(f"α {alpha} C {c} key match {match} runs {runs}: line {line_mean:.4f}  key {key_mean:.4f}  weighted {r['weighted']:.4f}  ({r['seconds']} s)", flush=True)
     res["load_avg_after"] = os.getloadavg()
     write_results("memory_topic_cv", res, markdown(res))
     return 0

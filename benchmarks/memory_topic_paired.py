@@ -21,17 +21,16 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from memory_mix import load_reference, metrics, ref_lines, write_results  # noqa: E402
+from memory_mix import load_reference, metrics, write_results  # noqa: E402
 from memory_quality import PUBLISHED, REF_DIR  # noqa: E402
 from memory_topic import EXTRA, fit_topic, reference_data  # noqa: E402
+from memory_topic_cv import apply_setting  # noqa: E402
 
 
 def predict(setting: str, data, test):
-    import ohlora.memory.topic_encoder as te
     from ohlora.memory.train import pair_cosines
 
-    alpha, c, match, runs = (float(x) for x in setting.split(":"))
-    te.SOFT_TARGETS, te.C, te.KEY_MATCH, te.MORPH_NGRAMS = alpha, c, match, int(runs)
+    apply_setting(setting)
     return pair_cosines(fit_topic(data), test)
 
 
@@ -67,7 +66,7 @@ def main() -> int:
     test = read_pairs(REF_DIR / "test_dataset.csv")
     true = np.array([p.score for p in test])
     base, new = predict(a.base, data, test), predict(a.new, data, test)
-    test_lines = ref_lines(REF_DIR / "test_dataset.csv")
+    test_lines = list(dict.fromkeys((p.memory, p.prompt_0) for p in test))  # memory_0, user_prompt_0: each test line once
     index = {ln: i for i, ln in enumerate(test_lines)}
     mem = np.array([index[(p.memory, p.prompt_0)] for p in test])
     prm = np.array([index[(p.memory_1, p.prompt)] for p in test])

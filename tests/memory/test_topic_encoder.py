@@ -52,6 +52,14 @@ def _fit(pairs: list[Pair]):
     return train(None, None, base="topic", args=TrainArgs(valid_ratio=0.0), pairs=pairs, progress=False)
 
 
+def _drop_config_entry(folder, entry: str) -> None:
+    """Make a saved topic folder look like one from before `entry` existed."""
+    path = folder / "topic_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    del config[entry]
+    path.write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
+
+
 @pytest.fixture(scope="module")
 def fitted():
     return _fit(_rows())
@@ -215,9 +223,7 @@ def test_a_folder_saved_before_the_key_match_view_loads_as_it_was(tmp_path, monk
     monkeypatch.setattr(te, "KEY_MATCH", 0.0)
     old = _fit(_rows()).model
     old.save(str(tmp_path))
-    config = json.loads((tmp_path / "topic_config.json").read_text(encoding="utf-8"))
-    del config["key_match"]
-    (tmp_path / "topic_config.json").write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
+    _drop_config_entry(tmp_path, "key_match")
     texts = ["[오늘 일정: 면접] 아 떨린다", "로라야 노래 추천해 줘~", "비 온대"]
     again = load_sentence_encoder(str(tmp_path), flag="MODEL_DIR")
     assert again[0].key_match == 0.0
@@ -248,9 +254,7 @@ def test_a_folder_saved_before_runs_of_forms_loads_as_it_was(tmp_path, monkeypat
     before = old.encode(texts)
     old.save(str(tmp_path))
     monkeypatch.undo()
-    config = json.loads((tmp_path / "topic_config.json").read_text(encoding="utf-8"))
-    del config["morph_ngrams"]
-    (tmp_path / "topic_config.json").write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
+    _drop_config_entry(tmp_path, "morph_ngrams")
     again = load_sentence_encoder(str(tmp_path), flag="MODEL_DIR")
     assert again[0].morph_ngrams == 1
     assert np.allclose(again.encode(texts), before, atol=1e-5)
