@@ -28,8 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from memory_mix import load_reference, metrics, ref_combos, write_results  # noqa: E402
-from memory_quality import REF_DIR  # noqa: E402
+from _memory_common import REF_DIR, load_reference, metrics, ref_combos, write_results  # noqa: E402
 
 EXTRA = ["ref_keys_combs.txt", "ref_keys_more.txt", "ref_keys_indirect.txt"]  # as memory_topic.py
 

@@ -31,14 +31,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-REF_DIR = ROOT.parent / "shared" / "reference" / "ohlora_v2_memory"
-RESULTS = ROOT / "benchmarks" / "results"
-PUBLISHED = {"mse": 0.0355, "mae": 0.1280, "corr": 0.7449}  # SPEC §4, klue/roberta-base, 10 epochs
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _memory_common import PUBLISHED, REF_DIR, RESULTS  # noqa: E402
 
 
 def machine() -> dict:

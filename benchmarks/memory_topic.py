@@ -31,8 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from memory_mix import choose_weight, cv_table, fold_line, fold_sets, load_reference, metrics, ref_combos, ref_lines, test_table, write_results  # noqa: E402
-from memory_quality import PUBLISHED, REF_DIR  # noqa: E402
+from _memory_common import PUBLISHED, REF_DIR, choose_weight, cv_table, fold_line, fold_sets, load_reference, metrics, ref_combos, ref_lines, test_table, write_results  # noqa: E402
 
 EXTRA = ["ref_keys_combs.txt", "ref_keys_more.txt", "ref_keys_indirect.txt"]
 WEIGHTS = [0.0, 0.25, 0.5, 0.75, 1.0]  # topic's share

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from memory_mix import RESULTS, fold_sets, load_reference, metrics, write_results  # noqa: E402
+from _memory_common import RESULTS, fold_sets, load_reference, metrics, write_results  # noqa: E402
 from memory_topic import EXTRA, fit_topic, reference_data  # noqa: E402
 
 KEY_GROUPS = 7

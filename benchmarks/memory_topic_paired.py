@@ -21,8 +21,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from memory_mix import load_reference, metrics, write_results  # noqa: E402
-from memory_quality import PUBLISHED, REF_DIR  # noqa: E402
+from _memory_common import PUBLISHED, REF_DIR, load_reference, metrics, write_results  # noqa: E402
 from memory_topic import EXTRA, fit_topic, reference_data  # noqa: E402
 from memory_topic_cv import apply_setting  # noqa: E402
 
