@@ -9,9 +9,12 @@ replacement; every pair among the drawn lines, so a line drawn twice counts twic
 The rule we read it by (docs/memory.md, written down before the first read): ship a change
 the cross-validations chose unless the 95 % interval of the difference lies wholly below 0.
 
-    .venv/bin/python benchmarks/memory_topic_paired.py --base 0.6:10:0:1 --new 0.6:10:0:2   # ~2 min
+    .venv/bin/python benchmarks/memory_topic_paired.py --base 0.6:10:0:1 --new 0.6:10:0:2   # session 8, ~2 min
+    .venv/bin/python benchmarks/memory_topic_paired.py --base 0.6:10:0:2 --new 0.6:10:0:2:2 \
+        --name memory_topic_paired_word_drop                                                 # session 9
 
-Settings are α:C:m:r as in memory_topic_cv.py. Results: benchmarks/results/memory_topic_paired.{json,md}.
+Settings are α:C:m:r[:d] as in memory_topic_cv.py. Results: benchmarks/results/NAME.{json,md}
+(`--name`, default memory_topic_paired), so each read keeps its own file.
 """
 
 from __future__ import annotations
@@ -50,8 +53,9 @@ def paired_bootstrap(base, new, true, line_of_memory, line_of_prompt, n_lines: i
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--base", default="0.6:10:0:1", help="α:C:m:r of the setting shipped before")
-    ap.add_argument("--new", default="0.6:10:0:2", help="α:C:m:r of the setting the CVs chose")
+    ap.add_argument("--base", default="0.6:10:0:1", help="α:C:m:r[:d] of the setting shipped before")
+    ap.add_argument("--new", default="0.6:10:0:2", help="α:C:m:r[:d] of the setting the CVs chose")
+    ap.add_argument("--name", default="memory_topic_paired", help="results file name (benchmarks/results/NAME.json, .md)")
     ap.add_argument("--resamples", type=int, default=2000)
     a = ap.parse_args()
     import numpy as np
@@ -75,7 +79,7 @@ def main() -> int:
            "base_metrics": metrics(base, true), "new_metrics": metrics(new, true),
            "corr_diff": float(np.corrcoef(new, true)[0, 1] - np.corrcoef(base, true)[0, 1]),
            "bootstrap_sd": float(diffs.std()), "ci95": [float(lo), float(hi)], "p_new_better": float((diffs > 0).mean())}
-    write_results("memory_topic_paired", res, markdown(res))
+    write_results(a.name, res, markdown(res))
     return 0
 
 
@@ -85,7 +89,7 @@ def markdown(res: dict) -> str:
     return "\n".join([
         "# memory_topic_paired: two topic settings on the reference test pairs, paired bootstrap", "",
         f"Topic encoder alone, fitted on all train lines; {res['resamples']:,} resamples of the {res['test_lines']} test lines.", "",
-        "| setting (α:C:m:r) | test MSE | test MAE | test corr |", "|---|---|---|---|",
+        "| setting (α:C:m:r[:d]) | test MSE | test MAE | test corr |", "|---|---|---|---|",
         "| published reference (klue/roberta-base) | " + " | ".join(f"{res['published_reference'][m]:.4f}" for m in ("mse", "mae", "corr")) + " |",
         f"| base {res['base']} | {b['mse']:.4f} | {b['mae']:.4f} | {b['corr']:.4f} |",
         f"| new {res['new']} | {n['mse']:.4f} | {n['mae']:.4f} | {n['corr']:.4f} |", "",

@@ -12,7 +12,7 @@ import pytest
 
 from ohlora.errors import OhloraError
 from ohlora.memory.pairs import Pair
-from ohlora.memory.topic_encoder import _Bag, _logistic, char_grams, morph_runs, soft_targets
+from ohlora.memory.topic_encoder import _Bag, _logistic, augment, char_grams, morph_runs, soft_targets, word_drop
 
 # Three keys, four lines each; the key-pair scores are made up for the test (SPEC §4 would
 # take them from a teacher): 가수 and 공연 are close, 날씨 is far from both.
@@ -90,6 +90,55 @@ def test_runs_are_of_content_morphemes_and_skip_particles_and_endings():
     runs = [g for g in forms if " " in g]
     assert runs == ["내일 시험", "시험 떨리"]
     assert {"내일", "시험", "떨리"} <= set(forms) and len(forms) > 3 + len(runs)  # an ending or copula kept as a form
+
+
+def test_word_drop_leaves_out_exactly_one_word_of_three_or_more():
+    import random
+
+    prompt = "로라야 나\u200b 내일 시험이라 떨려 😭"  # a zero-width space is not a word break: '나\u200b' is one word
+    words = prompt.split()
+    seen = set()
+    for seed in range(40):
+        out = word_drop(prompt, random.Random(seed)).split()
+        assert len(out) == len(words) - 1
+        gone = next(i for i in range(len(words)) if words[:i] + words[i + 1 :] == out)
+        seen.add(gone)
+    assert seen == set(range(len(words)))  # every word can be the one left out
+    assert word_drop(prompt, random.Random(3)) == word_drop(prompt, random.Random(3))
+    assert word_drop("노래 추천해", random.Random(0)) is None and word_drop("🎵", random.Random(0)) is None
+
+
+def test_augment_makes_copies_rounds_and_says_where_each_text_came_from():
+    prompts = ["로라야 노래 추천해 줘", "비 와", "요즘 들을 음악 뭐 있어?"]
+    texts, source = augment(prompts, 2, seed=0)
+    assert source.tolist() == [0, 2, 0, 2]  # the two-word prompt has no copy
+    for text, i in zip(texts, source):
+        assert len(text.split()) == len(prompts[i].split()) - 1
+        assert all(w in prompts[i].split() for w in text.split())
+    assert augment(prompts, 0, seed=0)[0] == []
+
+
+def test_word_dropped_copies_train_the_classifiers_but_never_a_held_out_line(monkeypatch):
+    """The full fit takes every copy; each out-of-fold fit takes the copies of its own lines only."""
+    import ohlora.memory.topic_encoder as te
+
+    sizes = []
+    real = te._logistic
+
+    def recording(x, targets, **kw):
+        sizes.append(x.shape[0])
+        return real(x, targets, **kw)
+
+    monkeypatch.setattr(te, "_logistic", recording)
+    monkeypatch.setattr(te, "WORD_DROP", 1)
+    _fit(_rows())
+    n = len(LINES)
+    _, source = augment([p for _, p in LINES], 1, seed=0)
+    assert sizes[0] == 2 * n + len(source) > 2 * n
+    folds = sizes[1:]
+    assert len(folds) == te.OOF_FOLDS
+    # each line is held out once: over the folds, 2 rows per line and each copy (OOF_FOLDS - 1) times
+    assert sum(folds) == (te.OOF_FOLDS - 1) * (2 * n + len(source))
 
 
 def test_bag_uses_sublinear_tf_smoothed_idf_and_unit_rows():
