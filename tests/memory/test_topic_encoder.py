@@ -130,15 +130,18 @@ def test_word_dropped_copies_train_the_classifiers_but_never_a_held_out_line(mon
         return real(x, targets, **kw)
 
     monkeypatch.setattr(te, "_logistic", recording)
-    monkeypatch.setattr(te, "WORD_DROP", 1)
-    _fit(_rows())
     n = len(LINES)
-    _, source = augment([p for _, p in LINES], 1, seed=0)
-    assert sizes[0] == 2 * n + len(source) > 2 * n
-    folds = sizes[1:]
-    assert len(folds) == te.OOF_FOLDS
-    # each line is held out once: over the folds, 2 rows per line and each copy (OOF_FOLDS - 1) times
-    assert sum(folds) == (te.OOF_FOLDS - 1) * (2 * n + len(source))
+    for copies in (1, 0):  # 0, the default: a line's prompt and memory only, as before word dropout
+        sizes.clear()
+        monkeypatch.setattr(te, "WORD_DROP", copies)
+        _fit(_rows())
+        _, source = augment([p for _, p in LINES], copies, seed=0)
+        assert sizes[0] == 2 * n + len(source)
+        folds = sizes[1:]
+        assert len(folds) == te.OOF_FOLDS
+        # each line is held out once: over the folds, 2 rows per line and each copy (OOF_FOLDS - 1) times
+        assert sum(folds) == (te.OOF_FOLDS - 1) * (2 * n + len(source))
+    assert len(augment([p for _, p in LINES], 1, seed=0)[1]) > 0
 
 
 def test_bag_uses_sublinear_tf_smoothed_idf_and_unit_rows():
