@@ -51,8 +51,10 @@ def load_reference(extra_files: list[str]):
 
     table = score_table(REF_DIR / "train_dataset.csv")
     extra = [c for name in extra_files for c in read_combinations(ROOT / "data" / "memory" / name)]
-    scores = {(r.memory, r.prompt_0, r.memory_1, r.prompt): r.score for r in read_pairs(REF_DIR / "train_dataset.csv")}
-    return table, extra, ref_lines(REF_DIR / "train_dataset.csv"), scores
+    pairs = read_pairs(REF_DIR / "train_dataset.csv")
+    scores = {(r.memory, r.prompt_0, r.memory_1, r.prompt): r.score for r in pairs}
+    lines = list(dict.fromkeys((r.memory, r.prompt_0) for r in pairs))  # as ref_lines, from the rows already read
+    return table, extra, lines, scores
 
 
 # --- folds of held-out train lines, the metrics, the mix-weight choice, the tables ---------------

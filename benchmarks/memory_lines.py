@@ -29,8 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _memory_common import REF_DIR, load_reference, metrics, ref_combos, write_results  # noqa: E402
-
-EXTRA = ["ref_keys_combs.txt", "ref_keys_more.txt", "ref_keys_indirect.txt"]  # as memory_topic.py
+from memory_topic import EXTRA  # noqa: E402  (the same lines as memory_topic.py)
 
 
 def child(way: str, out: str) -> None:

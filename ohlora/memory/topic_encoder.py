@@ -313,9 +313,10 @@ class TopicEncoder(InputModule):
         self.key_match = KEY_MATCH
         self.morph_ngrams = MORPH_NGRAMS
         self._key_vectors = None  # new keys
-        analysed = self._analyse(texts + extra)  # Kiwi once per text, for the vocabulary and the features
-        self._set_vocab({"char": _fit_bag([char_grams(t) for t in texts + extra]), "morph": _fit_bag([forms for forms, _ in analysed])})
-        x_all = self.featurize(texts + extra, analysed)
+        every = texts + extra
+        analysed = self._analyse(every)  # Kiwi once per text, for the vocabulary and the features
+        self._set_vocab({"char": _fit_bag([char_grams(t) for t in every]), "morph": _fit_bag([forms for forms, _ in analysed])})
+        x_all = self.featurize(every, analysed)
         x, x_extra = x_all[: len(texts)], x_all[len(texts) :]
         labels = data.matrix()  # both orders of a pair; a line's memory and prompt share its key (1.0)
         key_scores = _key_scores(labels, y_line, len(keys))
