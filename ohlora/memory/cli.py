@@ -7,6 +7,7 @@ uses (`config.MemoryTrainConfig`, `train.TrainArgs`).
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import fields
 
@@ -62,6 +63,10 @@ def register(subparsers) -> None:
     p.add_argument("--teacher", default=None, help="with --combs: encoder scoring key pairs (as make-pairs --teacher)")
     p.add_argument("--scores-from", action="append", default=None, metavar="PAIRS.csv",
                    help="with --combs: take the score of each key pair found in this pair CSV (as make-pairs; repeatable)")
+    p.add_argument("--line-weights", default=None, metavar="W,W,...",
+                   help="with --combs and --base topic: one positive weight per input file, how much its lines' prompts count "
+                   "in the key classifier (default 1 each), e.g. 4,1 so that a small file of your own lines, in the style of the "
+                   "prompts to come, counts beside a large generic one (docs/memory.md: what it did on the reference pairs)")
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="folder to save the Sentence-Transformer in")
     p.add_argument("--base", default=config.DEFAULT_MEMORY_ENCODER, help=f"encoder to start from: hub id, folder, 'bundled' (MiniLM), 'kiwi' (Korean morpheme vectors; reads Korean offline) or 'topic' (a key classifier fitted in seconds; needs SPEC §4's five columns, or --combs) (default: {config.DEFAULT_MEMORY_ENCODER})")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: 10, SPEC §4)")
@@ -132,12 +137,30 @@ def _combination_lines(args):
     from ohlora.memory.lines import Lines
     from ohlora.memory.pairs import read_combinations
 
-    combos = [c for path in args.pairs for c in read_combinations(path)]  # fail on bad data before loading a model
+    per_file = [read_combinations(path) for path in args.pairs]  # fail on bad data before loading a model
+    combos = [c for file in per_file for c in file]
+    weights = None
+    if args.line_weights is not None:
+        file_weights = _line_weights(args.line_weights, len(args.pairs))
+        weights = [w for w, file in zip(file_weights, per_file) for _ in file]
     table, teacher = _labels(args)
-    lines = Lines.from_combinations(combos, teacher, table=table)
+    lines = Lines.from_combinations(combos, teacher, table=table, weights=weights)
     if len(set(lines.keys)) > 1 and all(a == b for a, b in lines.key_scores):  # only equal keys scored
         raise OhloraError(f"no key pair of {', '.join(args.pairs)} is in --scores-from; add --teacher to score them")
     return lines
+
+
+def _line_weights(text: str, n_files: int) -> list[float]:
+    """`--line-weights`: one positive number per input file."""
+    try:
+        weights = [float(w) for w in text.split(",")]
+    except ValueError:
+        raise OhloraError(f"--line-weights must be numbers separated by commas, got {text!r}") from None
+    if len(weights) != n_files:
+        raise OhloraError(f"--line-weights has {len(weights)} weights for {n_files} input files; give one per file")
+    if not all(w > 0 and math.isfinite(w) for w in weights):
+        raise OhloraError(f"--line-weights must be positive, got {text!r}")
+    return weights
 
 
 def _train(args) -> int:
@@ -150,6 +173,8 @@ def _train(args) -> int:
     from ohlora.memory.pairs import read_pairs
     from ohlora.memory.train import is_fitted
 
+    if args.line_weights is not None and not (args.combs and args.base == "topic"):
+        raise OhloraError("--line-weights weights the topic encoder's key classifier: use it with --combs and --base topic")
     if args.combs:
         lines = _combination_lines(args)
         result = train(", ".join(args.pairs), args.out, base=args.base, args=targs, device=args.device, lines=lines)

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ohlora.errors import OhloraError
+
 
 @dataclass
 class Lines:
@@ -41,6 +43,10 @@ class Lines:
     keys: list[str] | None = None
     key_scores: dict[tuple[str, str], float] = field(default_factory=dict)
     line_scores: dict[tuple[int, int], float] = field(default_factory=dict)
+    # How much each line's prompt counts in the topic encoder's key classifier (None: 1 each).
+    # Lines in the style of the texts to be read (the user's own, the reference's) can count more
+    # than many generic prompts: benchmarks/memory_topic_cv.py, docs/memory.md.
+    weights: list[float] | None = None
 
     def __len__(self) -> int:
         return len(self.lines)
@@ -60,17 +66,28 @@ class Lines:
         return cls(list(index), line_scores={k: s / n for k, (s, n) in acc.items()})
 
     @classmethod
-    def from_combinations(cls, combos: list, teacher=None, table: dict[tuple[str, str], float] | None = None) -> Lines:
+    def from_combinations(cls, combos: list, teacher=None, table: dict[tuple[str, str], float] | None = None,
+                          weights: list[float] | None = None) -> Lines:
         """From parsed combination lines (`pairs.read_combinations`). Key pairs found in
         `table` (`pairs.score_table` of a pair CSV) take its score, the teacher scores
         the rest once per distinct key pair, and without a teacher pairs of unknown keys
-        stay unknown: `pairs.key_pair_scores`, the labels `pairs.make_pairs` writes."""
+        stay unknown: `pairs.key_pair_scores`, the labels `pairs.make_pairs` writes.
+        `weights`: one per combination (a line given twice keeps the larger)."""
         from ohlora.memory.pairs import key_pair_scores
 
+        if weights is not None and len(weights) != len(combos):
+            raise OhloraError(f"{len(weights)} weights for {len(combos)} combination lines")
         lines = list(dict.fromkeys((c.item.text, c.prompt) for c in combos))  # a repeated line counts once
         key_of = {(c.item.text, c.prompt): c.pair_key for c in combos}
         keys = [key_of[line] for line in lines]
-        return cls(lines, keys=keys, key_scores=key_pair_scores(keys, teacher, table))
+        weight_of: dict[tuple[str, str], float] | None = None
+        if weights is not None:
+            weight_of = {}
+            for c, w in zip(combos, weights):
+                line = (c.item.text, c.prompt)
+                weight_of[line] = max(float(w), weight_of.get(line, float(w)))
+        return cls(lines, keys=keys, key_scores=key_pair_scores(keys, teacher, table),
+                   weights=[weight_of[line] for line in lines] if weight_of is not None else None)
 
     def label(self, i: int, j: int) -> float | None:
         if i == j:
@@ -110,11 +127,12 @@ class Lines:
 
     def subset(self, ids: list[int]) -> Lines:
         ids = list(ids)
+        weights = [self.weights[i] for i in ids] if self.weights is not None else None
         if self.keys is not None:
-            return Lines([self.lines[i] for i in ids], keys=[self.keys[i] for i in ids], key_scores=self.key_scores)
+            return Lines([self.lines[i] for i in ids], keys=[self.keys[i] for i in ids], key_scores=self.key_scores, weights=weights)
         at = {old: new for new, old in enumerate(ids)}
         scores = {(at[i], at[j]): s for (i, j), s in self.line_scores.items() if i in at and j in at}
-        return Lines([self.lines[i] for i in ids], line_scores=scores)
+        return Lines([self.lines[i] for i in ids], line_scores=scores, weights=weights)
 
     def split(self, valid_ratio: float, seed: int) -> tuple[Lines, list]:
         """Hold out whole lines for validation: (training lines, validation pair rows

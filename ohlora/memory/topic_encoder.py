@@ -13,7 +13,7 @@ solves each part directly instead of asking a transformer to find both in ~100 l
    (`KEY_MATCH`), is off. Its training texts are every line's prompt *and* its `[key: value]`
    memory, and their targets are soft: mostly the line's key, partly the keys it scores close
    to (`soft_targets`), so mistaking a key for a near one costs less than for a far one — as
-   in the pair scores themselves.
+   in the pair scores themselves. A line's prompt counts its weight (`Lines.weights`, 1 by default).
 2. *How similar are two keys?* Each key gets a unit vector, a row of a table E that
    starts from the key-pair score matrix (its eigenvectors, so that the rows have those
    cosines). The embedding is `[p @ E, s·memory, s·prompt]` with s = √(1 − |p @ E|²)
@@ -308,6 +308,14 @@ class TopicEncoder(InputModule):
 
         extra, extra_line = augment([p for _, p in lines], WORD_DROP, seed)  # word-dropped prompts: classifier rows only
         y_extra = y_line[extra_line]
+        # Row weights (`Lines.weights`): a line's prompt and its word-dropped copies count its weight;
+        # memories count 1 — they name their key outright (read right out of fold every time), and the
+        # weights were chosen on the CVs with prompts alone weighted.
+        w_line = np.ones(len(lines)) if data.weights is None else np.asarray(data.weights, dtype=np.float64)
+        if w_line.shape != (len(lines),) or (w_line <= 0).any() or not np.isfinite(w_line).all():
+            raise OhloraError(f"line weights must be {len(lines)} positive numbers, one per line")
+        w = np.stack([w_line, np.ones(len(lines))], axis=1).reshape(-1)  # texts: prompt, memory per line
+        w_extra = w_line[extra_line]
 
         self.keys = keys
         self.key_match = KEY_MATCH
@@ -320,7 +328,7 @@ class TopicEncoder(InputModule):
         x, x_extra = x_all[: len(texts)], x_all[len(texts) :]
         labels = data.matrix()  # both orders of a pair; a line's memory and prompt share its key (1.0)
         key_scores = _key_scores(labels, y_line, len(keys))
-        coef, intercept = _logistic(x_all, soft_targets(np.concatenate([y, y_extra]), key_scores, SOFT_TARGETS))
+        coef, intercept = _logistic(x_all, soft_targets(np.concatenate([y, y_extra]), key_scores, SOFT_TARGETS), np.concatenate([w, w_extra]))
         self.classifier = nn.Linear(self.n_features, len(keys))
         with torch.no_grad():
             self.classifier.weight.copy_(torch.from_numpy(coef))
@@ -339,7 +347,8 @@ class TopicEncoder(InputModule):
             fit_rows = np.stack([2 * fit_lines, 2 * fit_lines + 1], axis=1).reshape(-1)
             kept = ~np.isin(extra_line, held)  # a held line's word-dropped copies are held too
             c, b = _logistic(vstack([x[fit_rows], x_extra[kept]], format="csr"),
-                             soft_targets(np.concatenate([y[fit_rows], y_extra[kept]]), key_scores, SOFT_TARGETS))
+                             soft_targets(np.concatenate([y[fit_rows], y_extra[kept]]), key_scores, SOFT_TARGETS),
+                             np.concatenate([w[fit_rows], w_extra[kept]]))
             q_mem[held] = x[[2 * i + 1 for i in held]] @ c.T + b
             p_prm[held] = x[[2 * i for i in held]] @ c.T + b  # sparse @ dense: a dense array
 
@@ -440,12 +449,14 @@ def soft_targets(y: np.ndarray, key_scores: np.ndarray, alpha: float) -> np.ndar
     return ((1.0 - alpha) * np.eye(k)[y] + alpha * rows).astype(np.float32)
 
 
-def _logistic(x, targets: np.ndarray, max_iter: int = 3000, gtol: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+def _logistic(x, targets: np.ndarray, weights: np.ndarray | None = None, max_iter: int = 3000,
+              gtol: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
     """Multinomial logistic regression on soft targets: (coef (K, D), intercept (K,)) minimising
-    C·Σᵢ cross-entropy(targetsᵢ, softmax(xᵢ W + b)) + ½‖W‖² (intercept unpenalised). That is
-    scikit-learn's objective, solved the way it does (L-BFGS-B on the loss scaled by 1/n, gtol
-    1e-4), but scikit-learn takes only hard labels — soft ones as weighted copies of every text
-    cost K times the data. A class without target mass (a rare key missing from a fold) gets
+    C·Σᵢ wᵢ·cross-entropy(targetsᵢ, softmax(xᵢ W + b)) + ½‖W‖² (intercept unpenalised; w = 1
+    when `weights` is None, and a weight k is k copies of the row). That is scikit-learn's
+    objective with `sample_weight`, solved the way it does (L-BFGS-B on the loss scaled by 1/n,
+    gtol 1e-4), but scikit-learn takes only hard labels — soft ones as weighted copies of every
+    text cost K times the data. A class without target mass (a rare key missing from a fold) gets
     coefficients 0 and intercept -1e4: ~0 probability."""
     from scipy.optimize import minimize
     from scipy.special import log_softmax
@@ -455,13 +466,14 @@ def _logistic(x, targets: np.ndarray, max_iter: int = 3000, gtol: float = 1e-4) 
     d = x.shape[1]
     present = q.sum(0) > 0
     qp, kp = q[:, present], int(present.sum())
+    sw = np.ones((n, 1)) if weights is None else np.asarray(weights, dtype=np.float64).reshape(n, 1)
 
     def loss_grad(theta):
         w, b = theta[: d * kp].reshape(d, kp), theta[d * kp :]
         logp = log_softmax(x @ w + b, axis=1)
-        r = np.exp(logp) - qp  # ∂ cross-entropy / ∂ logits
-        loss = -(qp * logp).sum() / n + (w * w).sum() / (2 * C * n)
-        return loss, np.concatenate([((x.T @ r) / n + w / (C * n)).ravel(), r.mean(0)])
+        r = sw * (np.exp(logp) - qp)  # ∂ weighted cross-entropy / ∂ logits
+        loss = -(sw * qp * logp).sum() / n + (w * w).sum() / (2 * C * n)
+        return loss, np.concatenate([((x.T @ r) / n + w / (C * n)).ravel(), r.sum(0) / n])
 
     theta = minimize(loss_grad, np.zeros(d * kp + kp), jac=True, method="L-BFGS-B",
                      options={"maxiter": max_iter, "gtol": gtol, "ftol": 64 * np.finfo(float).eps}).x

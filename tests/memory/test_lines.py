@@ -87,6 +87,18 @@ def test_a_repeated_line_counts_once():
     assert len(lines) == len(COMBS)
 
 
+def test_weights_follow_their_lines_through_repeats_subsets_and_splits():
+    combos = _combos(COMBS + COMBS[:1])  # line 0 again, heavier
+    lines = Lines.from_combinations(combos, table=TABLE, weights=[1, 2, 3, 4, 5, 6, 9])
+    assert lines.weights == [9, 2, 3, 4, 5, 6]  # a line given twice keeps the larger weight
+    assert Lines.from_combinations(combos, table=TABLE).weights is None  # unweighted: 1 each, as before
+    assert lines.subset([4, 1]).weights == [5, 2]
+    kept, _ = lines.split(0.34, seed=0)
+    assert [lines.weights[lines.lines.index(ln)] for ln in kept.lines] == kept.weights
+    with pytest.raises(OhloraError, match="7 combination lines"):
+        Lines.from_combinations(combos, table=TABLE, weights=[1, 2])
+
+
 @pytest.mark.parametrize("build", ["rows", "combinations"])
 def test_split_holds_out_whole_lines(build):
     combos = _combos(COMBS * 1 + [f"[오늘 날씨: 눈] 눈 온다 {i}" for i in range(14)])
@@ -177,3 +189,58 @@ def test_cli_combs_whose_key_pairs_no_table_scores(tmp_path, capsys):
     assert main(["memory", "train", "--combs", combs, "--scores-from", ref, "--base", "topic", "--out", str(tmp_path / "m")]) == 1
     assert "add --teacher" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+def _ref_csv(tmp_path):
+    return _write(tmp_path, "ref.csv", "memory_0,user_prompt_0,memory_1,user_prompt_1,similarity_score\n" + "".join(
+        f"[{a}: x],p,[{b}: y],q,{s}\n" for (a, b), s in TABLE.items()))
+
+
+def test_cli_line_weights_weigh_each_file_and_change_the_fit(tmp_path, capsys, monkeypatch):
+    """One weight per input file reaches the topic fit as each of the file's lines' weight."""
+    import ohlora.memory.topic_encoder as te
+
+    seen = []
+    real = te.TopicEncoder.fit_lines
+
+    def recording(self, data, seed=0):
+        seen.append(data.weights)
+        return real(self, data, seed)
+
+    monkeypatch.setattr(te.TopicEncoder, "fit_lines", recording)
+    a = _write(tmp_path, "a.txt", "\n".join(COMBS[:4]) + "\n")
+    b = _write(tmp_path, "b.txt", "\n".join(COMBS[4:]) + "\n")
+    ref = _ref_csv(tmp_path)
+    base = ["memory", "train", "--combs", a, b, "--scores-from", ref, "--base", "topic"]
+    assert main(base + ["--line-weights", "3,0.5", "--out", str(tmp_path / "w")]) == 0
+    assert main(base + ["--out", str(tmp_path / "u")]) == 0
+    assert seen[0] == [3.0] * 4 + [0.5] * 2 and seen[1] is None
+    texts = ["[상태: 콘서트 가고 싶음]", "우산 챙겨야 하나?", "노래 추천해 줘"]
+    from ohlora.models import load_sentence_encoder
+
+    weighted, plain = (load_sentence_encoder(str(tmp_path / d)).encode(texts) for d in ("w", "u"))
+    assert not np.allclose(weighted, plain, atol=1e-4)
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--line-weights", "1"], "1 weights for 2 input files"),
+    (["--line-weights", "1,0"], "positive"),
+    (["--line-weights", "1,x"], "numbers separated by commas"),
+    (["--line-weights", "1,1", "--base", "kiwi"], "--base topic"),
+])
+def test_cli_bad_line_weights_say_what_to_change(tmp_path, capsys, flags, says):
+    a = _write(tmp_path, "a.txt", "\n".join(COMBS[:4]) + "\n")
+    b = _write(tmp_path, "b.txt", "\n".join(COMBS[4:]) + "\n")
+    args = ["memory", "train", "--combs", a, b, "--scores-from", _ref_csv(tmp_path), "--out", str(tmp_path / "m")]
+    if "--base" not in flags:
+        args += ["--base", "topic"]
+    assert main(args + flags) == 1
+    err = capsys.readouterr().err
+    assert says in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "m").exists()
+
+
+def test_cli_line_weights_need_combs(tmp_path, capsys):
+    pairs = _write(tmp_path, "p.csv", "memory_0,user_prompt_0,memory_1,user_prompt_1,similarity_score\n[a: 1],q,[b: 1],r,0.5\n")
+    assert main(["memory", "train", pairs, "--line-weights", "2", "--base", "topic", "--out", str(tmp_path / "m")]) == 1
+    assert "--combs" in capsys.readouterr().err

@@ -125,9 +125,9 @@ def test_word_dropped_copies_train_the_classifiers_but_never_a_held_out_line(mon
     sizes = []
     real = te._logistic
 
-    def recording(x, targets, **kw):
+    def recording(x, targets, *args, **kw):
         sizes.append(x.shape[0])
-        return real(x, targets, **kw)
+        return real(x, targets, *args, **kw)
 
     monkeypatch.setattr(te, "_logistic", recording)
     n = len(LINES)
@@ -183,6 +183,45 @@ def test_logistic_reaches_the_optimum_of_its_objective():
     p = torch.softmax(torch.from_numpy(x.toarray() @ coef.T + intercept), -1).numpy()
     assert coef.T == pytest.approx(te.C * x.T.toarray() @ (q - p), abs=1e-3)
     assert (q - p).sum(0) == pytest.approx(np.zeros(3), abs=1e-3)
+
+
+def test_a_row_weight_is_that_many_copies_of_the_row():
+    """scikit-learn's sample_weight meaning: weight k = the row k times (same optimum)."""
+    from scipy.sparse import random as sparse_random
+    from scipy.sparse import vstack
+
+    rng = np.random.default_rng(2)
+    x = sparse_random(40, 30, density=0.25, format="csr", random_state=3, dtype=np.float32)
+    q = soft_targets(rng.integers(0, 3, 40), np.array([[1.0, 0.5, 0.1], [0.5, 1.0, 0.3], [0.1, 0.3, 1.0]]), 0.6)
+    k = rng.integers(1, 4, 40)
+    rows = np.repeat(np.arange(40), k)
+    weighted = _logistic(x, q, k.astype(float), gtol=1e-9)
+    copied = _logistic(vstack([x[[i]] for i in rows], format="csr"), q[rows], gtol=1e-9)
+    unweighted = _logistic(x, q, gtol=1e-9)
+    for a, b in zip(weighted, copied):
+        assert a == pytest.approx(b, abs=2e-3)
+    assert not np.allclose(weighted[0], unweighted[0], atol=2e-2)  # the weights mattered
+
+
+def test_a_heavier_line_decides_a_prompt_two_keys_share():
+    """The same words under two keys: the line with the larger weight wins the prompt."""
+    from ohlora.memory.lines import Lines
+    from ohlora.memory.train import TrainArgs, train
+
+    torn = [("[좋아하는 가수: 태연]", "오늘 완전 설렌다"), ("[오늘 날씨: 맑음]", "오늘 완전 설렌다")]
+    lines = LINES + torn
+    keys = [_key(m) for m, _ in lines]
+    scores = {(a, b): _score(a, b) for a in set(keys) for b in set(keys)}
+    got = {}
+    for heavy in (0, 1):
+        weights = [1.0] * len(LINES) + [8.0 if i == heavy else 1.0 for i in range(2)]
+        data = Lines(lines, keys=keys, key_scores=scores, weights=weights)
+        enc = train(None, None, base="topic", args=TrainArgs(valid_ratio=0.0), lines=data, progress=False).model[0]
+        got[heavy] = enc.predict_keys(["오늘 완전 설렌다"])[0][0]
+    assert got == {0: "좋아하는 가수", 1: "오늘 날씨"}
+    with pytest.raises(OhloraError, match="positive numbers, one per line"):
+        train(None, None, base="topic", args=TrainArgs(valid_ratio=0.0), progress=False,
+              lines=Lines(lines, keys=keys, key_scores=scores, weights=[1.0] * (len(lines) - 1) + [0.0]))
 
 
 def test_a_class_without_target_mass_gets_no_probability():
