@@ -35,12 +35,25 @@ from _memory_common import PUBLISHED, REF_DIR, choose_weight, cv_table, fold_lin
 
 EXTRA = ["ref_keys_combs.txt", "ref_keys_more.txt", "ref_keys_indirect.txt"]
 WEIGHTS = [0.0, 0.25, 0.5, 0.75, 1.0]  # topic's share
+# How much each reference train line's prompt counts in the topic classifier against one of our
+# ~1,980 prompts (`Lines.weights`; `ohlora memory train --line-weights`; kiwi ignores it). The idea:
+# the test prompts are the reference author's, in wording and in labelling (`아 떨린다` → 오늘 일정,
+# not 떨림). memory_topic_cv (line / key / weighted; session 10): 1 0.7112 / 0.392 / 0.6217,
+# 2 0.7179 / 0.395 / 0.6274, 4 0.7249 / 0.395 / 0.6326, 8 0.7301 / 0.399 / 0.6372, 16 0.7331 / 0.402
+# / 0.6404 — both CVs up all the way. One test read at 16 (memory_topic_paired_ref_weight.md):
+# 0.0368 / 0.1364 / 0.7282 → 0.0374 / 0.1364 / 0.7247, MSE worse: by the rule written before the
+# read, not adopted (docs/memory.md, which also says why the line CV misled here). 1 = unweighted.
+REF_WEIGHT = 1.0
 
 
-def reference_data(lines, extra, table):
+def reference_data(lines, extra, table, ref_weight: float | None = None):
+    """The reference lines (weighted `ref_weight`, default REF_WEIGHT) and our prompt lines (1) as `Lines`."""
     from ohlora.memory.lines import Lines
 
-    return Lines.from_combinations(ref_combos(lines) + extra, table=table)  # no n² rows (benchmarks/results/memory_lines.md)
+    w = REF_WEIGHT if ref_weight is None else ref_weight
+    combos = ref_combos(lines)
+    return Lines.from_combinations(combos + extra, table=table,  # no n² rows (benchmarks/results/memory_lines.md)
+                                   weights=[w] * len(combos) + [1.0] * len(extra))
 
 
 def fit_topic(data, seed: int = 0):
