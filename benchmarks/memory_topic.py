@@ -40,7 +40,8 @@ WEIGHTS = [0.0, 0.25, 0.5, 0.75, 1.0]  # topic's share
 # the test prompts are the reference author's, in wording and in labelling (`아 떨린다` → 오늘 일정,
 # not 떨림). memory_topic_cv (line / key / weighted; session 10): 1 0.7112 / 0.392 / 0.6217,
 # 2 0.7179 / 0.395 / 0.6274, 4 0.7249 / 0.395 / 0.6326, 8 0.7301 / 0.399 / 0.6372, 16 0.7331 / 0.402
-# / 0.6404 — both CVs up all the way. One test read at 16 (memory_topic_paired_ref_weight.md):
+# / 0.6404 (exploratory harness, weights as copies; the benchmark's row at 16, 0.7318 / 0.400 /
+# 0.6389) — both CVs up all the way. One test read at 16 (memory_topic_paired_ref_weight.md):
 # 0.0368 / 0.1364 / 0.7282 → 0.0374 / 0.1364 / 0.7247, MSE worse: by the rule written before the
 # read, not adopted (docs/memory.md, which also says why the line CV misled here). 1 = unweighted.
 REF_WEIGHT = 1.0
