@@ -24,16 +24,9 @@ PUBLISHED = {"mse": 0.0355, "mae": 0.1280, "corr": 0.7449}  # SPEC §4, klue/rob
 
 
 # --- the reference's data -------------------------------------------------------------------------
-def ref_lines(path) -> list[tuple[str, str]]:
-    import csv
-
-    lines: list[tuple[str, str]] = []
-    with open(path, encoding="utf-8") as f:
-        for r in csv.DictReader(f):
-            t = (r["memory_0"], r["user_prompt_0"])
-            if t not in lines:
-                lines.append(t)
-    return lines
+def ref_lines(pairs) -> list[tuple[str, str]]:
+    """The distinct (memory_0, user_prompt_0) lines of pair rows (`read_pairs`), in file order."""
+    return list(dict.fromkeys((r.memory, r.prompt_0) for r in pairs))
 
 
 def ref_combos(lines) -> list:
@@ -53,8 +46,7 @@ def load_reference(extra_files: list[str]):
     extra = [c for name in extra_files for c in read_combinations(ROOT / "data" / "memory" / name)]
     pairs = read_pairs(REF_DIR / "train_dataset.csv")
     scores = {(r.memory, r.prompt_0, r.memory_1, r.prompt): r.score for r in pairs}
-    lines = list(dict.fromkeys((r.memory, r.prompt_0) for r in pairs))  # as ref_lines, from the rows already read
-    return table, extra, lines, scores
+    return table, extra, ref_lines(pairs), scores
 
 
 # --- folds of held-out train lines, the metrics, the mix-weight choice, the tables ---------------

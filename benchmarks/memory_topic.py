@@ -47,14 +47,13 @@ WEIGHTS = [0.0, 0.25, 0.5, 0.75, 1.0]  # topic's share
 REF_WEIGHT = 1.0
 
 
-def reference_data(lines, extra, table, ref_weight: float | None = None):
-    """The reference lines (weighted `ref_weight`, default REF_WEIGHT) and our prompt lines (1) as `Lines`."""
+def reference_data(lines, extra, table):
+    """The reference lines (weighted REF_WEIGHT) and our prompt lines (1) as `Lines`."""
     from ohlora.memory.lines import Lines
 
-    w = REF_WEIGHT if ref_weight is None else ref_weight
     combos = ref_combos(lines)
     return Lines.from_combinations(combos + extra, table=table,  # no n² rows (benchmarks/results/memory_lines.md)
-                                   weights=[w] * len(combos) + [1.0] * len(extra))
+                                   weights=[REF_WEIGHT] * len(combos) + [1.0] * len(extra))
 
 
 def fit_topic(data, seed: int = 0):
@@ -121,7 +120,7 @@ def main() -> int:
     test = read_pairs(REF_DIR / "test_dataset.csv")
     topic, kiwi, secs = fit_both(lines, extra, table)
     res["final_fit_seconds"] = secs
-    res["test_key_acc"] = key_accuracy(topic, ref_lines(REF_DIR / "test_dataset.csv"))
+    res["test_key_acc"] = key_accuracy(topic, ref_lines(test))
     res["test"] = by_weight(topic, kiwi, test)
     if str(weight) not in res["test"]:
         from ohlora.memory.train import pair_cosines

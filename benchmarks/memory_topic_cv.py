@@ -36,6 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _memory_common import RESULTS, fold_sets, load_reference, metrics, write_results  # noqa: E402
+import memory_topic  # noqa: E402  (apply_setting sets its REF_WEIGHT)
 from memory_topic import EXTRA, fit_topic, reference_data  # noqa: E402
 
 KEY_GROUPS = 7
@@ -46,8 +47,6 @@ def apply_setting(setting: str) -> tuple[float, float, float, int, int, float]:
     """Set `α:C:m:r[:d[:w]]` as ohlora/memory/topic_encoder.py's SOFT_TARGETS, C, KEY_MATCH,
     MORPH_NGRAMS and WORD_DROP, and memory_topic.REF_WEIGHT (what the next fit uses; d absent = 0
     and w absent = 1, as every setting before they existed); returns the six values."""
-    import memory_topic
-
     import ohlora.memory.topic_encoder as te
 
     parts = setting.split(":")

@@ -48,6 +48,12 @@ class Lines:
     # than many generic prompts: benchmarks/memory_topic_cv.py, docs/memory.md.
     weights: list[float] | None = None
 
+    def __post_init__(self) -> None:
+        if self.weights is not None:
+            w = np.asarray(self.weights, dtype=np.float64)
+            if w.shape != (len(self.lines),) or not (np.isfinite(w) & (w > 0)).all():
+                raise OhloraError(f"line weights must be {len(self.lines)} positive numbers, one per line")
+
     def __len__(self) -> int:
         return len(self.lines)
 

@@ -311,9 +311,7 @@ class TopicEncoder(InputModule):
         # Row weights (`Lines.weights`): a line's prompt and its word-dropped copies count its weight;
         # memories count 1 — they name their key outright (read right out of fold every time), and the
         # weights were chosen on the CVs with prompts alone weighted.
-        w_line = np.ones(len(lines)) if data.weights is None else np.asarray(data.weights, dtype=np.float64)
-        if w_line.shape != (len(lines),) or (w_line <= 0).any() or not np.isfinite(w_line).all():
-            raise OhloraError(f"line weights must be {len(lines)} positive numbers, one per line")
+        w_line = np.ones(len(lines)) if data.weights is None else np.asarray(data.weights, dtype=np.float64)  # checked by Lines
         w = np.stack([w_line, np.ones(len(lines))], axis=1).reshape(-1)  # texts: prompt, memory per line
         w_extra = w_line[extra_line]
 
