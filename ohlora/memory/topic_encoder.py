@@ -57,6 +57,7 @@ from torch import nn
 
 from ohlora.errors import OhloraError
 from ohlora.formats import normalize, parse_memory
+from ohlora.memory.key_rows import KeyRows, row_vectors
 from ohlora.memory.lines import Lines
 from ohlora.memory.morphemes import Basis, MorphemeVectors
 from ohlora.memory.morphemes import kiwi_version as installed_kiwi
@@ -105,6 +106,11 @@ MORPH_NGRAMS = 2
 # — the fourth change the CVs liked and the test did not, and like C = 30 its key CV fell (docs/memory.md).
 # Kept as a setting for data whose new prompts are like its training prompts.
 WORD_DROP = 0
+# Memories of keys the encoder never trained on (session 11): their vector from the key string
+# (ohlora/memory/key_rows.py: the key's predicted row of scores against the trained keys) instead
+# of the classifier's posterior over the keys their words resemble. Memories of trained keys and
+# every prompt are read as before. False = the encoder as before it (folders saved before it load so).
+NEW_KEYS = False
 OOF_FOLDS = 5  # out-of-fold posteriors for fitting the key table
 TABLE_STEPS = 300  # Adam steps fitting E (the loss is flat by ~200)
 TABLE_LR = 0.01
@@ -190,11 +196,11 @@ class _Bag:
 
 class TopicEncoder(InputModule):
     config_file_name = "topic_config.json"
-    config_keys = ["keys", "max_seq_length", "kiwi_version", "key_match", "morph_ngrams"]
+    config_keys = ["keys", "max_seq_length", "kiwi_version", "key_match", "morph_ngrams", "new_keys"]
     vocab_file_name = "topic_vocab.json"
 
     def __init__(self, keys: list[str] | None = None, max_seq_length: int = 64, kiwi_version: str = "", key_match: float = 0.0,
-                 morph_ngrams: int = 1, basis: Basis | None = None, vocab: dict | None = None):
+                 morph_ngrams: int = 1, new_keys: bool = False, basis: Basis | None = None, vocab: dict | None = None):
         super().__init__()
         self.vectors = MorphemeVectors(basis)
         self.keys = list(keys or [])
@@ -210,6 +216,9 @@ class TopicEncoder(InputModule):
         self.classifier = nn.Linear(self.n_features, k)
         self.table = nn.Parameter(torch.eye(k))  # E: one row per key
         self.log_temperature = nn.Parameter(torch.zeros(()))  # posteriors are softmax(logits / e^this)
+        # False for folders saved before unseen keys were read from their string (no such weights)
+        self.new_keys = bool(new_keys)
+        self.key_rows = KeyRows(k).attach(self.keys, self.vectors) if self.new_keys else None
 
     def _set_vocab(self, vocab: dict) -> None:
         self.char = _Bag(*vocab["char"])
@@ -272,14 +281,24 @@ class TopicEncoder(InputModule):
         if prompt:
             inputs = self._prepend_prompt(inputs, prompt)
         memory = torch.tensor([parse_memory(t) is not None for t in inputs], dtype=torch.float32)
-        return {"topic_features": self._dense(list(inputs)), "is_memory": memory}
+        features = {"topic_features": self._dense(list(inputs)), "is_memory": memory}
+        if self.key_rows is not None:  # memories of untrained keys: their predicted score rows
+            known = set(self.keys)
+            new = [bool(m) and _key_of(t) not in known for t, m in zip(inputs, memory.tolist())]
+            rows = np.zeros((len(inputs), len(self.keys)), dtype=np.float32)
+            if any(new):
+                rows[np.flatnonzero(new)] = self.key_rows.rows([_key_of(t) for t, n in zip(inputs, new) if n])
+            features["new_key"] = torch.tensor(new, dtype=torch.bool)
+            features["new_key_rows"] = torch.from_numpy(rows)
+        return features
 
     def posterior(self, features: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.classifier(features) / self.log_temperature.exp(), dim=-1)
 
     def forward(self, features: dict[str, torch.Tensor], **kwargs) -> dict[str, torch.Tensor]:
         x = features["topic_features"].to(self.table.device)
-        features["sentence_embedding"] = embed(self.posterior(x), self.table, features["is_memory"].to(x.device))
+        features["sentence_embedding"] = embed(self.posterior(x), self.table, features["is_memory"].to(x.device),
+                                               features.get("new_key"), features.get("new_key_rows"))
         return features
 
     def predict_keys(self, texts: list[str]) -> list[tuple[str, float]]:
@@ -318,6 +337,7 @@ class TopicEncoder(InputModule):
         self.keys = keys
         self.key_match = KEY_MATCH
         self.morph_ngrams = MORPH_NGRAMS
+        self.new_keys = NEW_KEYS
         self._key_vectors = None  # new keys
         every = texts + extra
         analysed = self._analyse(every)  # Kiwi once per text, for the vocabulary and the features
@@ -326,6 +346,7 @@ class TopicEncoder(InputModule):
         x, x_extra = x_all[: len(texts)], x_all[len(texts) :]
         labels = data.matrix()  # both orders of a pair; a line's memory and prompt share its key (1.0)
         key_scores = _key_scores(labels, y_line, len(keys))
+        self.key_rows = KeyRows(len(keys)).fit(keys, key_scores, self.vectors, seed) if self.new_keys else None
         coef, intercept = _logistic(x_all, soft_targets(np.concatenate([y, y_extra]), key_scores, SOFT_TARGETS), np.concatenate([w, w_extra]))
         self.classifier = nn.Linear(self.n_features, len(keys))
         with torch.no_grad():
@@ -411,15 +432,23 @@ class TopicEncoder(InputModule):
         return module
 
 
-def embed(posterior: torch.Tensor, table: torch.Tensor, is_memory: torch.Tensor) -> torch.Tensor:
+def embed(posterior: torch.Tensor, table: torch.Tensor, is_memory: torch.Tensor, new_key: torch.Tensor | None = None,
+          new_key_rows: torch.Tensor | None = None) -> torch.Tensor:
     """[p @ Ê, s·memory, s·prompt] with Ê the unit-row key table and s = √(1 - |p @ Ê|²).
 
     Every vector has norm 1, and the cosine of a memory's and a prompt's vectors is
     exactly pₘᵀ Ê Êᵀ pₚ: the score the key table predicts, averaged over both texts'
     key posteriors. (The two last coordinates never meet across the two sides; without
     them the cosine would divide by |p @ Ê|, which shrinks as a posterior gets unsure,
-    and an unsure text would look close to everything.)"""
-    v = posterior @ F.normalize(table, dim=-1)
+    and an unsure text would look close to everything.) Where `new_key` is set (a memory of
+    an untrained key) p @ Ê is replaced by the v with Ê v closest to its `new_key_rows` row
+    (key_rows.row_vectors): its cosine with a prompt is then that row averaged over the prompt's posterior."""
+    e = F.normalize(table, dim=-1)
+    v = posterior @ e
+    if new_key is not None and bool(new_key.any()):
+        rows = new_key_rows[new_key].detach().cpu().numpy()
+        v = v.clone()
+        v[new_key] = torch.from_numpy(row_vectors(rows, e.detach().cpu().numpy())).to(v.device, v.dtype)
     s = (1.0 - (v * v).sum(-1, keepdim=True)).clamp_min(0.0).sqrt()
     m = is_memory.reshape(-1, 1).to(v.dtype)
     return torch.cat([v, s * m, s * (1.0 - m)], dim=-1)

@@ -448,3 +448,59 @@ def test_a_model_folder_named_like_a_builtin_encoder_is_the_folder(fitted, tmp_p
     assert load_sentence_encoder("topic", flag="MODEL_DIR")[0].keys == fitted.model[0].keys
     assert load_sentence_encoder("bundled", flag="MODEL_DIR")[0].keys == fitted.model[0].keys
     assert load_sentence_encoder("topic", flag="--base")[0].keys == []
+
+
+def test_new_keys_change_only_memories_of_untrained_keys(fitted, monkeypatch, tmp_path):
+    """`NEW_KEYS`: a memory whose key the fit never saw is placed from its key string (its
+    predicted score row); prompts and memories of trained keys keep exactly their vectors, every
+    vector stays unit length, and the folder records it and loads to the same vectors."""
+    import ohlora.memory.topic_encoder as te
+    from ohlora.models import load_sentence_encoder
+
+    monkeypatch.setattr(te, "NEW_KEYS", True)
+    on = _fit(_rows()).model
+    known = ["[좋아하는 가수: 아이유]", "[오늘 날씨: 비]", "노래 추천해 줘", "비 온대 우산 있어? ☔", "\u200b콘서트 가고 싶다"]
+    assert np.allclose(on.encode(known), fitted.model.encode(known), atol=1e-6)
+    new = ["[좋아하는 음악가: 아이유]", "[내일 날씨: 눈]"]
+    z_on, z_off = on.encode(new, normalize_embeddings=False), fitted.model.encode(new, normalize_embeddings=False)
+    assert not np.allclose(z_on, z_off, atol=1e-3)
+    assert np.allclose(np.linalg.norm(z_on, axis=1), 1.0, atol=1e-5)
+    prompts = on.encode(["노래 추천해 줘", "비 온대 우산 있어? ☔"])
+    cos = z_on @ prompts.T
+    assert cos[0, 0] > cos[0, 1] and cos[1, 1] > cos[1, 0]  # the musician memory meets the song prompt, snow the rain one
+    on.save(str(tmp_path))
+    assert json.loads((tmp_path / "topic_config.json").read_text(encoding="utf-8"))["new_keys"] is True
+    again = load_sentence_encoder(str(tmp_path), flag="MODEL_DIR")
+    assert np.allclose(again.encode(new + known), on.encode(new + known), atol=1e-5)
+
+
+def test_a_new_key_memory_meets_a_prompt_at_its_row_averaged_over_the_prompt(monkeypatch):
+    """The cosine of an untrained key's memory and a prompt is its predicted row averaged over
+    the prompt's key posterior, wherever the table can hold that row."""
+    import torch
+
+    import ohlora.memory.topic_encoder as te
+
+    monkeypatch.setattr(te, "NEW_KEYS", True)
+    enc = _fit(_rows()).model[0]
+    memory, prompt = "[좋아하는 음악가: 아이유]", "공연 보러 가고 싶어"
+    row = enc.key_rows.rows([_key(memory)])[0]
+    e = torch.nn.functional.normalize(enc.table.detach(), dim=-1).numpy()
+    v = te.row_vectors(row[None], e)[0]
+    with torch.no_grad():
+        p = enc.posterior(enc._dense([prompt]))[0].numpy()
+        z = enc({k: v for k, v in enc.preprocess([memory, prompt]).items()})["sentence_embedding"].numpy()
+    assert float(z[0] @ z[1]) == pytest.approx(float(p @ e @ v), abs=1e-5)
+    if np.linalg.norm(v) < 1 - 1e-4:  # the row fits inside the unit ball: met exactly
+        assert float(z[0] @ z[1]) == pytest.approx(float(p @ row), abs=1e-4)
+
+
+def test_a_folder_saved_before_new_keys_loads_as_it_was(fitted, tmp_path):
+    from ohlora.models import load_sentence_encoder
+
+    fitted.model.save(str(tmp_path))
+    _drop_config_entry(tmp_path, "new_keys")
+    again = load_sentence_encoder(str(tmp_path), flag="MODEL_DIR")
+    texts = ["[좋아하는 음악가: 아이유]", "노래 추천해 줘"]
+    assert again[0].new_keys is False and again[0].key_rows is None
+    assert np.allclose(again.encode(texts), fitted.model.encode(texts), atol=1e-5)

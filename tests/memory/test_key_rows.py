@@ -1,0 +1,74 @@
+"""`KeyRows` (ohlora/memory/key_rows.py): an unseen key's predicted row of scores against the
+trained keys, read from the key string, and `row_vectors`, which places a memory so that its
+cosine with a prompt is that row averaged over the prompt's posterior."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ohlora.memory.key_rows import KeyRows, row_vectors
+
+KEYS = ["먹고 싶은 음식", "좋아하는 음식", "오늘 날씨", "내일 날씨", "좋아하는 가수", "공연 보고 싶음"]
+# made-up scores (SPEC §4 would take them from a teacher): food keys close, weather keys close
+SCORES = np.array([
+    [1.0, 0.7, 0.1, 0.1, 0.3, 0.4],
+    [0.7, 1.0, 0.1, 0.1, 0.5, 0.2],
+    [0.1, 0.1, 1.0, 0.9, 0.1, 0.1],
+    [0.1, 0.1, 0.9, 1.0, 0.1, 0.2],
+    [0.3, 0.5, 0.1, 0.1, 1.0, 0.7],
+    [0.4, 0.2, 0.1, 0.2, 0.7, 1.0],
+])
+
+
+@pytest.fixture(scope="module")
+def rows():
+    from ohlora.memory.morphemes import MorphemeVectors
+
+    return KeyRows(len(KEYS)).fit(KEYS, SCORES, MorphemeVectors())
+
+
+def test_an_unseen_key_is_closest_to_the_trained_keys_its_string_resembles(rows):
+    got = rows.rows(["모레 날씨", "먹고 싶은 빵", "좋아하는 아이돌 가수"])
+    assert got.shape == (3, len(KEYS))
+    weather, food = [KEYS.index("오늘 날씨"), KEYS.index("내일 날씨")], [KEYS.index("먹고 싶은 음식"), KEYS.index("좋아하는 음식")]
+    assert int(np.argmax(got[0])) in weather
+    assert int(np.argmax(got[1])) in food
+    assert int(np.argmax(got[2])) == KEYS.index("좋아하는 가수")
+    assert got[0, weather].min() > got[0, food].max() + 0.2  # bread is far from the weather, and the other way round
+    assert got[1, food].min() > got[1, weather].max() + 0.2
+
+
+def test_features_ignore_spaces_and_are_symmetric(rows):
+    a, b = rows.features("오늘 날씨", "내일날씨"), rows.features("내일날씨", "오늘 날씨")
+    assert a[:5] == pytest.approx(b[:5], abs=1e-6)
+    assert rows.features("오늘 날씨", "오늘날씨")[0] == pytest.approx(1.0)  # same characters once spaces go
+
+
+def test_the_fit_is_deterministic_and_saves_with_the_state_dict(rows):
+    from ohlora.memory.morphemes import MorphemeVectors
+
+    again = KeyRows(len(KEYS)).fit(KEYS, SCORES, MorphemeVectors())
+    assert np.allclose(again.rows(["모레 날씨"]), rows.rows(["모레 날씨"]), atol=1e-6)
+    loaded = KeyRows(len(KEYS)).attach(KEYS, MorphemeVectors())
+    loaded.load_state_dict(rows.state_dict())
+    assert np.allclose(loaded.rows(["먹고 싶은 빵"]), rows.rows(["먹고 싶은 빵"]), atol=1e-6)
+
+
+def test_row_vectors_reproduce_a_row_the_table_can_hold():
+    gen = np.random.default_rng(0)
+    table = gen.normal(size=(5, 5))
+    table /= np.linalg.norm(table, axis=1, keepdims=True)
+    v_true = gen.normal(size=5)
+    v_true *= 0.8 / np.linalg.norm(v_true)
+    v = row_vectors((table @ v_true)[None], table)[0]
+    assert np.allclose(table @ v, table @ v_true, atol=1e-5)
+
+
+def test_row_vectors_stay_inside_the_unit_ball():
+    """A row no unit vector can give (every score 5) is met as closely as |v| ≤ 1 allows."""
+    table = np.eye(3)
+    v = row_vectors(np.array([[5.0, 5.0, 5.0], [0.2, 0.0, 0.1]]), table)
+    assert np.linalg.norm(v[0]) == pytest.approx(1.0, abs=1e-4)
+    assert np.allclose(v[0], np.ones(3) / np.sqrt(3), atol=1e-3)  # the closest point of the ball
+    assert np.allclose(v[1], [0.2, 0.0, 0.1], atol=1e-6)  # inside already: exact
