@@ -457,12 +457,14 @@ def test_new_keys_change_only_memories_of_untrained_keys(fitted, monkeypatch, tm
     import ohlora.memory.topic_encoder as te
     from ohlora.models import load_sentence_encoder
 
-    monkeypatch.setattr(te, "NEW_KEYS", True)
-    on = _fit(_rows()).model
+    on = fitted.model
+    assert te.NEW_KEYS is True and on[0].new_keys  # the default since session 11
+    monkeypatch.setattr(te, "NEW_KEYS", False)
+    off = _fit(_rows()).model
     known = ["[좋아하는 가수: 아이유]", "[오늘 날씨: 비]", "노래 추천해 줘", "비 온대 우산 있어? ☔", "\u200b콘서트 가고 싶다"]
-    assert np.allclose(on.encode(known), fitted.model.encode(known), atol=1e-6)
+    assert np.allclose(on.encode(known), off.encode(known), atol=1e-6)
     new = ["[좋아하는 음악가: 아이유]", "[내일 날씨: 눈]"]
-    z_on, z_off = on.encode(new, normalize_embeddings=False), fitted.model.encode(new, normalize_embeddings=False)
+    z_on, z_off = on.encode(new, normalize_embeddings=False), off.encode(new, normalize_embeddings=False)
     assert not np.allclose(z_on, z_off, atol=1e-3)
     assert np.allclose(np.linalg.norm(z_on, axis=1), 1.0, atol=1e-5)
     prompts = on.encode(["노래 추천해 줘", "비 온대 우산 있어? ☔"])
@@ -474,15 +476,14 @@ def test_new_keys_change_only_memories_of_untrained_keys(fitted, monkeypatch, tm
     assert np.allclose(again.encode(new + known), on.encode(new + known), atol=1e-5)
 
 
-def test_a_new_key_memory_meets_a_prompt_at_its_row_averaged_over_the_prompt(monkeypatch):
+def test_a_new_key_memory_meets_a_prompt_at_its_row_averaged_over_the_prompt(fitted):
     """The cosine of an untrained key's memory and a prompt is its predicted row averaged over
     the prompt's key posterior, wherever the table can hold that row."""
     import torch
 
     import ohlora.memory.topic_encoder as te
 
-    monkeypatch.setattr(te, "NEW_KEYS", True)
-    enc = _fit(_rows()).model[0]
+    enc = fitted.model[0]
     memory, prompt = "[좋아하는 음악가: 아이유]", "공연 보러 가고 싶어"
     row = enc.key_rows.rows([_key(memory)])[0]
     e = torch.nn.functional.normalize(enc.table.detach(), dim=-1).numpy()
@@ -495,12 +496,19 @@ def test_a_new_key_memory_meets_a_prompt_at_its_row_averaged_over_the_prompt(mon
         assert float(z[0] @ z[1]) == pytest.approx(float(p @ row), abs=1e-4)
 
 
-def test_a_folder_saved_before_new_keys_loads_as_it_was(fitted, tmp_path):
+def test_a_folder_saved_before_new_keys_loads_as_it_was(tmp_path, monkeypatch):
+    """A folder from before `new_keys` (no such config entry, no such weights) loads with it off
+    and gives exactly the vectors it gave, an untrained key's memory included."""
+    import ohlora.memory.topic_encoder as te
     from ohlora.models import load_sentence_encoder
 
-    fitted.model.save(str(tmp_path))
+    monkeypatch.setattr(te, "NEW_KEYS", False)
+    old = _fit(_rows()).model
+    texts = ["[좋아하는 음악가: 아이유]", "노래 추천해 줘"]
+    before = old.encode(texts)
+    old.save(str(tmp_path))
+    monkeypatch.undo()
     _drop_config_entry(tmp_path, "new_keys")
     again = load_sentence_encoder(str(tmp_path), flag="MODEL_DIR")
-    texts = ["[좋아하는 음악가: 아이유]", "노래 추천해 줘"]
     assert again[0].new_keys is False and again[0].key_rows is None
-    assert np.allclose(again.encode(texts), fitted.model.encode(texts), atol=1e-5)
+    assert np.allclose(again.encode(texts), before, atol=1e-5)
