@@ -18,9 +18,11 @@ memory where its cosine with every prompt is that row averaged over the prompt's
 Chosen without the test pairs (session 11): leaving each of the reference's 33 train keys out,
 its row predicted from the other 32 — corr with the true scores, kernel 0.743, regressor
 0.687, the mean **0.806** (a gradient-boosted regressor in its place 0.824, but it would have
-to be saved as pickled trees); on the key CV (benchmarks/memory_topic_cv.py), whose memories are
-exactly such unseen keys, the memory side rose 0.503 → 0.734 with the boosted version (an
-exploratory harness), all 7 groups up.
+to be saved as pickled trees). The first choice of temperature (0.1) and share (half each) sits in
+a flat middle: temperature 0.05 / 0.2 and kernel share 0.3 / 0.7 gave 0.76-0.81 (checked after).
+On the key CV (benchmarks/memory_topic_cv.py), whose memories are exactly such unseen keys, the
+memory side rose 0.502 → 0.740 (with the boosted regressor in an exploratory harness: 0.503 →
+0.734, all 7 groups up); the test pairs: docs/memory.md.
 
     >>> import numpy as np
     >>> from ohlora.memory.key_rows import KeyRows
