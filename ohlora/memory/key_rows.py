@@ -89,13 +89,17 @@ class KeyRows(nn.Module):
         union = len(ga | gb)
         return [len(ga & gb) / union if union else 0.0, float(ma @ mb), float((va @ vb.T).max()), abs(la - lb), min(la, lb), wa + wb]
 
-    def fit(self, keys: list[str], scores: np.ndarray, vectors, seed: int = 0) -> KeyRows:
-        """Keep the (K, K) score table and fit the pair regressor on every pair of distinct keys."""
+    def fit(self, keys: list[str], scores: np.ndarray, vectors, seed: int = 0, labelled: np.ndarray | None = None) -> KeyRows:
+        """Keep the (K, K) score table and fit the pair regressor on every pair of distinct keys
+        whose score was labelled (`labelled`, (K, K) bool; all when None) — not on the fill a
+        table gives pairs it never saw."""
         self.attach(keys, vectors)
         k = len(keys)
         with torch.no_grad():
             self.scores.copy_(torch.as_tensor(scores, dtype=torch.float32))
-        pairs = [(i, j) for i in range(k) for j in range(k) if i != j]
+        pairs = [(i, j) for i in range(k) for j in range(k) if i != j and (labelled is None or labelled[i, j])]
+        if len(pairs) < 2:  # (almost) nothing labelled: fit on the filled table rather than on nothing
+            pairs = [(i, j) for i in range(k) for j in range(k) if i != j]
         x = torch.tensor([self.features(keys[i], keys[j]) for i, j in pairs], dtype=torch.float32)
         y = torch.tensor([scores[i, j] for i, j in pairs], dtype=torch.float32)
         with torch.no_grad():

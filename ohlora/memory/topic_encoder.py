@@ -352,8 +352,8 @@ class TopicEncoder(InputModule):
         x_all = self.featurize(every, analysed)
         x, x_extra = x_all[: len(texts)], x_all[len(texts) :]
         labels = data.matrix()  # both orders of a pair; a line's memory and prompt share its key (1.0)
-        key_scores = _key_scores(labels, y_line, len(keys))
-        self.key_rows = KeyRows(len(keys)).fit(keys, key_scores, self.vectors, seed) if self.new_keys else None
+        key_scores, labelled = _key_scores(labels, y_line, len(keys))
+        self.key_rows = KeyRows(len(keys)).fit(keys, key_scores, self.vectors, seed, labelled) if self.new_keys else None
         coef, intercept = _logistic(x_all, soft_targets(np.concatenate([y, y_extra]), key_scores, SOFT_TARGETS), np.concatenate([w, w_extra]))
         self.classifier = nn.Linear(self.n_features, len(keys))
         with torch.no_grad():
@@ -518,10 +518,11 @@ def _logistic(x, targets: np.ndarray, weights: np.ndarray | None = None, max_ite
     return coef, intercept
 
 
-def _key_scores(labels: np.ndarray, y_line: np.ndarray, k: int) -> np.ndarray:
+def _key_scores(labels: np.ndarray, y_line: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(K, K) mean score of each key pair over the labelled line pairs, symmetric, diagonal 1;
-    pairs never labelled take the mean of the known off-diagonal scores. (Counted with
-    bincount: the labels are n × n, 4.2 M cells for our 2,060 lines.)"""
+    pairs never labelled take the mean of the known off-diagonal scores. Also (K, K) bool: which
+    pairs were labelled (either order). (Counted with bincount: the labels are n × n, 4.2 M cells
+    for our 2,060 lines.)"""
     ii, jj = np.nonzero(~np.isnan(labels))
     values = labels[ii, jj].astype(np.float64)
     cell = y_line[ii] * k + y_line[jj]
@@ -532,7 +533,7 @@ def _key_scores(labels: np.ndarray, y_line: np.ndarray, k: int) -> np.ndarray:
     s = np.where(count > 0, total / np.maximum(count, 1), fill)
     s = (s + s.T) / 2
     np.fill_diagonal(s, 1.0)
-    return s
+    return s, (count + count.T) > 0
 
 
 def _table_start(key_scores: np.ndarray) -> np.ndarray:

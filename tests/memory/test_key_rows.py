@@ -72,3 +72,21 @@ def test_row_vectors_stay_inside_the_unit_ball():
     assert np.linalg.norm(v[0]) == pytest.approx(1.0, abs=1e-4)
     assert np.allclose(v[0], np.ones(3) / np.sqrt(3), atol=1e-3)  # the closest point of the ball
     assert np.allclose(v[1], [0.2, 0.0, 0.1], atol=1e-6)  # inside already: exact
+
+
+def test_the_regressor_learns_only_from_labelled_key_pairs():
+    """A table fills the pairs it never saw; the pair regressor must not learn from that fill:
+    whatever stands in an unlabelled cell, the fitted regressor is the same."""
+    from ohlora.memory.morphemes import MorphemeVectors
+
+    labelled = np.ones_like(SCORES, dtype=bool)
+    labelled[0, 2] = labelled[2, 0] = False
+    fits = []
+    for fill in (0.0, 0.95):
+        scores = SCORES.copy()
+        scores[0, 2] = scores[2, 0] = fill
+        fits.append(KeyRows(len(KEYS)).fit(KEYS, scores, MorphemeVectors(), labelled=labelled))
+    a, b = (dict(f.net.state_dict()) for f in fits)
+    assert all(np.allclose(a[n].numpy(), b[n].numpy()) for n in a)
+    unmasked = [KeyRows(len(KEYS)).fit(KEYS, s, MorphemeVectors()) for s in (SCORES, np.where(labelled, SCORES, 0.95))]
+    assert not np.allclose(unmasked[0].net[0].weight.detach().numpy(), unmasked[1].net[0].weight.detach().numpy())
