@@ -512,3 +512,14 @@ def test_a_folder_saved_before_new_keys_loads_as_it_was(tmp_path, monkeypatch):
     again = load_sentence_encoder(str(tmp_path), flag="MODEL_DIR")
     assert again[0].new_keys is False and again[0].key_rows is None
     assert np.allclose(again.encode(texts), before, atol=1e-5)
+
+
+def test_odd_keys_of_memories_give_unit_vectors_and_a_hidden_space_is_no_new_key(fitted):
+    """Keys Kiwi has no vector for (emoji, bare jamo) still give finite unit vectors; a key that
+    is a trained one behind a zero-width space or its alias is read as that trained key."""
+    odd = ["[🎮: 롤]", "[ㅋㅋ: ㅎㅎ]", "[상태: 배고픔 😋]"]
+    z = fitted.model.encode(odd, normalize_embeddings=False)
+    assert np.isfinite(z).all() and np.allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-5)
+    same = fitted.model.encode(["[좋아하는\u200b 가수: 아이유]", "[좋아하는 아이돌: 아이유]", "[좋아하는 가수: 아이유]"])
+    assert np.allclose(same[0], same[2], atol=1e-5)
+    assert float(same[1] @ same[2]) > 0.95  # the alias names a trained key: the classifier reads it, no new key
