@@ -12,7 +12,7 @@ memory where its cosine with every prompt is that row averaged over the prompt's
   + cosine of the mean Kiwi content-morpheme vectors, temperature 0.1) mixing their known rows:
   `먹고 싶은 빵` borrows most of `먹고 싶은 음식`'s row;
 - a small *pair regressor* (6 → 32 → 1, tanh) from features of two key strings to their score,
-  fitted on every pair of trained keys: it learns how the teacher treats strings — two `…싶음`
+  fitted on every labelled pair of trained keys: it learns how the teacher treats strings — two `…싶음`
   keys score high whatever their nouns — which the kernel cannot extrapolate.
 
 Chosen without the test pairs (session 11): leaving each of the reference's 33 train keys out,

@@ -287,14 +287,16 @@ class TopicEncoder(InputModule):
             raise OhloraError("the topic encoder is untrained; train it with `ohlora memory train PAIRS --base topic`")
         if prompt:
             inputs = self._prepend_prompt(inputs, prompt)
-        memory = torch.tensor([parse_memory(t) is not None for t in inputs], dtype=torch.float32)
+        items = [parse_memory(t) for t in inputs]  # parsed once: memory or not, and its key
+        memory = torch.tensor([it is not None for it in items], dtype=torch.float32)
         features = {"topic_features": self._dense(list(inputs)), "is_memory": memory}
         if self.key_rows is not None:  # memories of untrained keys: their predicted score rows
             known = set(self.keys)
-            new = [bool(m) and _key_of(t) not in known for t, m in zip(inputs, memory.tolist())]
+            new_keys = [it.canonical_key() if it is not None and it.canonical_key() not in known else None for it in items]
+            new = [k is not None for k in new_keys]
             rows = np.zeros((len(inputs), len(self.keys)), dtype=np.float32)
             if any(new):
-                rows[np.flatnonzero(new)] = self.key_rows.rows([_key_of(t) for t, n in zip(inputs, new) if n])
+                rows[np.flatnonzero(new)] = self.key_rows.rows([k for k in new_keys if k is not None])
             features["new_key"] = torch.tensor(new, dtype=torch.bool)
             features["new_key_rows"] = torch.from_numpy(rows)
         return features
