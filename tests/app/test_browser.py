@@ -271,7 +271,10 @@ def test_phone_width_layout_stacks_without_overlap(fake_engine):
         page.goto(url)
         send(page, "기억해 좋아하는 음식=떡볶이", 0)  # a click that another card covering the button would steal
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-        boxes = [page.locator(sel).bounding_box() for sel in (".avatar-card", ".chat-card", ".memory-card")]
+        # one snapshot of all three (one JS call, one layout): read one by one, the avatar card could
+        # grow between two reads (the answer's summary arriving) and the boxes came from two layouts
+        boxes = page.evaluate("""[".avatar-card", ".chat-card", ".memory-card"].map(s => {
+            const r = document.querySelector(s).getBoundingClientRect(); return {y: r.top + window.scrollY, height: r.height}; })""")
         for upper, lower in zip(boxes, boxes[1:]):
             assert upper["y"] + upper["height"] <= lower["y"] + 0.5  # stacked, not overlapping
         assert page.locator("#memory-list li").count() == 1
