@@ -72,6 +72,38 @@ def fold_sets(lines, scores, order, f: int, size: int = 16):
     return [ln for i, ln in enumerate(lines) if i not in hold], held, sets
 
 
+KEY_GROUPS = 7
+SEEN_SHARE = 0.72  # share of the 1,600 test pairs whose two keys both occur in the train pairs
+
+
+def key_groups(lines) -> list[list[str]]:
+    """The key CV's groups: the keys with ≤ 3 reference train lines (the 상태 values and the rare
+    keys, the kind the test pairs bring new) in KEY_GROUPS groups."""
+    import random
+    from collections import Counter
+
+    from ohlora.formats import parse_memory
+
+    count = Counter(parse_memory(m).canonical_key() for m, _ in lines)
+    rare = sorted(k for k, n in count.items() if n <= 3)
+    random.Random(0).shuffle(rare)
+    return [sorted(rare[g::KEY_GROUPS]) for g in range(KEY_GROUPS)]
+
+
+def key_fold(lines, extra, scores, keys):
+    """Key-CV fold of group `keys`: (train lines, our lines, {"prompts": held prompts × every
+    train memory, "memories": held memories × every train prompt}) — every line of those keys,
+    the reference's and ours, removed from training."""
+    from ohlora.formats import parse_memory
+    from ohlora.memory.pairs import Pair
+
+    gone = set(keys)
+    held = [ln for ln in lines if parse_memory(ln[0]).canonical_key() in gone]
+    sets = {"prompts": [Pair(m0, p1, scores[m0, p0, m1, p1]) for m0, p0 in lines for m1, p1 in held],
+            "memories": [Pair(m0, p1, scores[m0, p0, m1, p1]) for m0, p0 in held for m1, p1 in lines]}
+    return [ln for ln in lines if ln not in held], [c for c in extra if c.pair_key not in gone], sets
+
+
 def fold_line(fold: dict, weights) -> str:
     return "  ".join(f"w{w}: {fold['held×held'][str(w)]['corr']:.3f}/{fold['all×held'][str(w)]['corr']:.3f}" for w in weights)
 

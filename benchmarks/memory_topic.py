@@ -1,10 +1,16 @@
 """The `topic` encoder, the `kiwi` encoder and their mix on the reference pairs, one run.
 
-1. Choose the mix without the test pairs: k-fold over the reference's 80 *train* lines
-   (16 held out a fold). Each fold fits both encoders on the other lines (+ our own
-   prompts for the reference's keys) and scores pairs of held-out lines (`held×held`)
-   and held-out prompts against every train memory (`all×held`) for topic weights
-   0, 0.25, 0.5, 0.75, 1; the weight with the best mean corr is chosen.
+1. Choose the mix without the test pairs, on memory_topic_cv.py's two cross-validations:
+   - line folds: k-fold over the reference's 80 *train* lines (16 held out a fold); each fold
+     fits both encoders on the other lines (+ our own prompts for the reference's keys) and
+     scores pairs of held-out lines (`held×held`) and held-out prompts against every train
+     memory (`all×held`);
+   - key folds: the rare reference keys in 7 groups, every line of a group's keys removed
+     (the reference's and ours); held prompts × train memories and held memories × train
+     prompts — what a key the encoders never saw looks like to them;
+   for topic weights 0, 0.25, 0.5, 0.75, 1 the weight with the best 0.72 · line + 0.28 · key
+   corr is chosen (the test pairs' share of pairs between keys the train pairs have; session 12
+   — before it the line folds alone chose, and they cannot see new keys: `--choose lines`).
 2. Fit both on all the train lines and report MSE / MAE / corr on the reference test
    pairs for each weight (only the chosen one is claimed), with fit times, peak RSS and
    the topic classifier's key accuracy on the 40 test prompts.
@@ -14,7 +20,7 @@ ref_keys_more.txt and ref_keys_indirect.txt (labels from the train pairs' key-pa
 as `Lines` (no n² rows), every line fitted (no validation split). kiwi: lines view, 1
 epoch, batch 64 (as memory_mix.py); topic: fitted (ohlora/memory/topic_encoder.py).
 
-    .venv/bin/python benchmarks/memory_topic.py             # ~5 min on 2 shared cores
+    .venv/bin/python benchmarks/memory_topic.py             # ~15-20 min on 2 shared cores
     .venv/bin/python benchmarks/memory_topic.py --folds 0   # skip the choice, use --weight
 
 Results: benchmarks/results/memory_topic.{json,md}.
@@ -31,7 +37,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _memory_common import PUBLISHED, REF_DIR, choose_weight, cv_table, fold_line, fold_sets, load_reference, metrics, ref_combos, ref_lines, test_table, write_results  # noqa: E402
+from _memory_common import (PUBLISHED, REF_DIR, SEEN_SHARE, choose_weight, cv_table, fold_line, fold_sets, key_fold, key_groups,  # noqa: E402
+                            load_reference, metrics, ref_combos, ref_lines, test_table, write_results)
 
 EXTRA = ["ref_keys_combs.txt", "ref_keys_more.txt", "ref_keys_indirect.txt"]
 WEIGHTS = [0.0, 0.25, 0.5, 0.75, 1.0]  # topic's share
@@ -94,6 +101,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--folds", type=int, default=5, help="folds of 16 held-out train lines used to choose the weight (0: use --weight)")
     ap.add_argument("--weight", type=float, default=0.75, help="topic's share when --folds 0")
+    ap.add_argument("--choose", choices=("weighted", "lines"), default="weighted",
+                    help="choose the weight on 0.72 · line folds + 0.28 · key folds (default), or on the line folds alone (sessions 4-11)")
     a = ap.parse_args()
     import torch
 
@@ -113,6 +122,18 @@ def main() -> int:
         print(f"fold {f}: key acc {fold['key_acc']:.2f}  " + fold_line(fold, WEIGHTS), flush=True)
     if a.folds:
         res["cv_mean_corr"], weight = choose_weight(res["folds"], WEIGHTS)
+        res["choose"] = a.choose
+        if a.choose == "weighted":
+            res["key_folds"] = []
+            for keys in key_groups(lines):
+                train_lines, train_extra, sets = key_fold(lines, extra, scores, keys)
+                topic, kiwi, secs = fit_both(train_lines, train_extra, table)
+                fold = {"keys": keys, **secs, **{name: by_weight(topic, kiwi, ps) for name, ps in sets.items()}}
+                res["key_folds"].append(fold)
+                print(f"key fold {', '.join(keys)}: " + "  ".join(f"w{w}: {fold['prompts'][str(w)]['corr']:.3f}/{fold['memories'][str(w)]['corr']:.3f}" for w in WEIGHTS), flush=True)
+            res["key_mean_corr"] = {str(w): float(sum((fd["prompts"][str(w)]["corr"] + fd["memories"][str(w)]["corr"]) / 2 for fd in res["key_folds"]) / len(res["key_folds"])) for w in WEIGHTS}
+            res["weighted_corr"] = {k: SEEN_SHARE * res["cv_mean_corr"][k] + (1 - SEEN_SHARE) * res["key_mean_corr"][k] for k in res["key_mean_corr"]}
+            weight = float(max(WEIGHTS, key=lambda w: res["weighted_corr"][str(w)]))
     else:
         weight = a.weight
     res["chosen_weight"] = weight
@@ -143,7 +164,19 @@ def markdown(res: dict) -> str:
     ]
     if res["folds"]:
         accs = ", ".join(f"{fd['key_acc']:.2f}" for fd in res["folds"])
-        out += cv_table(res, WEIGHTS, "topic") + ["", f"Topic key accuracy on each fold's 16 held-out prompts: {accs}.", "", f"Chosen: topic weight **{w}** (best mean)."]
+        out += cv_table(res, WEIGHTS, "topic") + ["", f"Topic key accuracy on each fold's 16 held-out prompts: {accs}."]
+        if res.get("key_folds"):
+            groups = res["key_folds"]
+            out += ["", "Key folds (every line of a group of rare keys held out; corr held prompts × train memories / held memories × train prompts):", "",
+                    "| topic weight | " + " | ".join(f"group {g + 1}" for g in range(len(groups))) + " | key mean | weighted (0.72 · line + 0.28 · key) |",
+                    "|---|" + "---|" * (len(groups) + 2)]
+            for k in WEIGHTS:
+                cells = [f"{fd['prompts'][str(k)]['corr']:.3f} / {fd['memories'][str(k)]['corr']:.3f}" for fd in groups]
+                out.append(f"| {k} | " + " | ".join(cells) + f" | {res['key_mean_corr'][str(k)]:.3f} | {res['weighted_corr'][str(k)]:.4f} |")
+            out += ["", "Groups: " + "; ".join(f"{g + 1}: {', '.join(fd['keys'])}" for g, fd in enumerate(groups)) + ".",
+                    "", f"Chosen: topic weight **{w}** (best weighted mean)."]
+        else:
+            out += ["", f"Chosen: topic weight **{w}** (best line-fold mean)."]
     out += [""] + test_table(res, "topic", {"0.0": "kiwi alone", "1.0": "topic alone"})
     s = res["final_fit_seconds"]
     out += ["", f"Topic key accuracy on the 40 test prompts: {res['test_key_acc']:.2f}. Fitting on all train lines: topic {s['topic_s']} s, "
