@@ -523,3 +523,32 @@ def test_odd_keys_of_memories_give_unit_vectors_and_a_hidden_space_is_no_new_key
     same = fitted.model.encode(["[좋아하는\u200b 가수: 아이유]", "[좋아하는 아이돌: 아이유]", "[좋아하는 가수: 아이유]"])
     assert np.allclose(same[0], same[2], atol=1e-5)
     assert float(same[1] @ same[2]) > 0.95  # the alias names a trained key: the classifier reads it, no new key
+
+
+def test_temperature_scale_multiplies_the_fitted_temperature_and_nothing_else(monkeypatch, tmp_path):
+    """`TEMPERATURE_SCALE`: the same fit, its posterior temperature × the scale — so every
+    posterior is flatter (a sure prompt a little less sure), the classifier and key table are
+    untouched, and the folder keeps it without a new config entry."""
+    import torch
+
+    import ohlora.memory.topic_encoder as te
+    from ohlora.models import load_sentence_encoder
+
+    monkeypatch.setattr(te, "TEMPERATURE_SCALE", 1.0)
+    one = _fit(_rows()).model
+    monkeypatch.setattr(te, "TEMPERATURE_SCALE", 2.0)
+    two = _fit(_rows()).model
+    a, b = one[0], two[0]
+    assert torch.equal(a.classifier.weight, b.classifier.weight) and torch.equal(a.table, b.table)
+    assert float(b.log_temperature - a.log_temperature) == pytest.approx(math.log(2.0), abs=1e-6)
+    texts = ["로라야 노래 추천해 줘", "우산 챙겨야 하나?", "[오늘 날씨: 비]"]
+    pa, pb = a.posterior(a._dense(texts)), b.posterior(b._dense(texts))
+    assert torch.all(pb.max(-1).values < pa.max(-1).values)  # flatter, same argmax
+    assert torch.equal(pa.argmax(-1), pb.argmax(-1))
+    logits = a.classifier(a._dense(texts))
+    assert torch.allclose(pb, torch.softmax(logits / (2.0 * a.log_temperature.exp()), -1), atol=1e-6)
+    two.save(str(tmp_path))
+    config = json.loads((tmp_path / "topic_config.json").read_text(encoding="utf-8"))
+    assert "temperature_scale" not in config
+    again = load_sentence_encoder(str(tmp_path), flag="MODEL_DIR")
+    assert np.allclose(again.encode(texts), two.encode(texts), atol=1e-6)
