@@ -37,6 +37,8 @@ memory side rose 0.502 → 0.740 (with the boosted regressor in an exploratory h
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 import torch
 from torch import nn
@@ -47,6 +49,7 @@ STEPS = 500  # full-batch Adam steps on ~1,000 key pairs: converged, < 1 s
 LR = 0.01
 WEIGHT_DECAY = 1e-4
 N_FEATURES = 6
+INFO_CACHE = 4096  # keys whose string features are kept (least recently used go): a server meets new keys for ever
 
 
 def _grams(key: str) -> set[str]:
@@ -65,20 +68,24 @@ class KeyRows(nn.Module):
         self.net = nn.Sequential(nn.Linear(N_FEATURES, HIDDEN), nn.Tanh(), nn.Linear(HIDDEN, 1))
         self.keys: list[str] = []
         self.vectors = None
-        self._info: dict[str, tuple] = {}
+        self._info: OrderedDict[str, tuple] = OrderedDict()
 
     def attach(self, keys: list[str], vectors) -> KeyRows:
         """The trained keys and the Kiwi vectors the features read (not saved: the encoder has both)."""
-        self.keys, self.vectors, self._info = list(keys), vectors, {}
+        self.keys, self.vectors, self._info = list(keys), vectors, OrderedDict()
         return self
 
     def _key_info(self, key: str) -> tuple:
-        if key not in self._info:
+        if key in self._info:
+            self._info.move_to_end(key)
+        else:
             toks = self.vectors.tokens(key)
             vecs = self.vectors.vectors([t.id for t in toks]) if toks else np.zeros((1, self.vectors.dim), dtype=np.float32)
             mean = vecs.mean(0)
             self._info[key] = (_grams(key), vecs, mean / max(float(np.linalg.norm(mean)), 1e-9),
                                len(key.replace(" ", "")), len(key.split()))
+            if len(self._info) > INFO_CACHE:
+                self._info.popitem(last=False)
         return self._info[key]
 
     def features(self, a: str, b: str) -> list[float]:

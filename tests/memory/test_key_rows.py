@@ -90,3 +90,19 @@ def test_the_regressor_learns_only_from_labelled_key_pairs():
     assert all(np.allclose(a[n].numpy(), b[n].numpy()) for n in a)
     unmasked = [KeyRows(len(KEYS)).fit(KEYS, s, MorphemeVectors()) for s in (SCORES, np.where(labelled, SCORES, 0.95))]
     assert not np.allclose(unmasked[0].net[0].weight.detach().numpy(), unmasked[1].net[0].weight.detach().numpy())
+
+
+def test_the_string_cache_is_bounded_and_eviction_changes_no_row(rows, monkeypatch):
+    """A long-running server meets new keys for ever: the per-key string features are kept for
+    at most INFO_CACHE keys (least recently used go), and a key computed again gives the same row."""
+    import ohlora.memory.key_rows as kr
+
+    new = ["먹고 싶은 빵", "모레 날씨", "좋아하는 밴드", "보고 싶은 영화", "좋아하는 색깔 🎨", "여행 가고 싶음"]
+    before = rows.rows(new)
+    monkeypatch.setattr(kr, "INFO_CACHE", 4)
+    small = KeyRows(len(KEYS)).attach(KEYS, rows.vectors)
+    small.load_state_dict(rows.state_dict())
+    after = small.rows(new)
+    assert len(small._info) <= 4
+    assert np.allclose(after, before, atol=1e-6)
+    assert np.allclose(small.rows(new[:1]), before[:1], atol=1e-6)  # evicted long ago, computed again
