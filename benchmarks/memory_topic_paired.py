@@ -18,6 +18,10 @@ rule added that test MSE and MAE must not get worse (the reference lines weighte
         --name memory_topic_paired_word_drop                                                 # session 9
     .venv/bin/python benchmarks/memory_topic_paired.py --base 0.6:10:0:2 --new 0.6:10:0:2:0:16 \
         --name memory_topic_paired_ref_weight                                                # session 10
+    .venv/bin/python benchmarks/memory_topic_paired.py --base 0.6:10:0:2 --new 0.6:10:0:2:0:1:1 \
+        --name memory_topic_paired_new_keys                                                  # session 11
+    .venv/bin/python benchmarks/memory_topic_paired.py --base 0.6:10:0:2:0:1:1 --new 0.6:10:0:2:0:1:1:1.5 \
+        --name memory_topic_paired_temperature                                               # session 12
 
 Settings are α:C:m:r[:d[:w[:n[:t]]]] as in memory_topic_cv.py. Results: benchmarks/results/NAME.{json,md}
 (`--name`, default memory_topic_paired), so each read keeps its own file.
