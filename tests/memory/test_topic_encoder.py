@@ -525,7 +525,7 @@ def test_odd_keys_of_memories_give_unit_vectors_and_a_hidden_space_is_no_new_key
     assert float(same[1] @ same[2]) > 0.95  # the alias names a trained key: the classifier reads it, no new key
 
 
-def test_temperature_scale_multiplies_the_fitted_temperature_and_nothing_else(monkeypatch, tmp_path):
+def test_temperature_scale_multiplies_the_fitted_temperature_and_nothing_else(fitted, monkeypatch, tmp_path):
     """`TEMPERATURE_SCALE`: the same fit, its posterior temperature × the scale — so every
     posterior is flatter (a sure prompt a little less sure), the classifier and key table are
     untouched, and the folder keeps it without a new config entry."""
@@ -534,8 +534,8 @@ def test_temperature_scale_multiplies_the_fitted_temperature_and_nothing_else(mo
     import ohlora.memory.topic_encoder as te
     from ohlora.models import load_sentence_encoder
 
-    monkeypatch.setattr(te, "TEMPERATURE_SCALE", 1.0)
-    one = _fit(_rows()).model
+    assert te.TEMPERATURE_SCALE == 1.0  # the default: the fit's own temperature (×1.5 fell on the test, session 12)
+    one = fitted.model
     monkeypatch.setattr(te, "TEMPERATURE_SCALE", 2.0)
     two = _fit(_rows()).model
     a, b = one[0], two[0]
