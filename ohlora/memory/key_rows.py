@@ -67,12 +67,14 @@ class KeyRows(nn.Module):
         self.register_buffer("std", torch.ones(N_FEATURES))
         self.net = nn.Sequential(nn.Linear(N_FEATURES, HIDDEN), nn.Tanh(), nn.Linear(HIDDEN, 1))
         self.keys: list[str] = []
+        self.known: frozenset[str] = frozenset()  # the trained keys, for membership
         self.vectors = None
         self._info: OrderedDict[str, tuple] = OrderedDict()
 
     def attach(self, keys: list[str], vectors) -> KeyRows:
         """The trained keys and the Kiwi vectors the features read (not saved: the encoder has both)."""
         self.keys, self.vectors, self._info = list(keys), vectors, OrderedDict()
+        self.known = frozenset(self.keys)
         return self
 
     def _key_info(self, key: str) -> tuple:

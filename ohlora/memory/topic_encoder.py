@@ -300,14 +300,13 @@ class TopicEncoder(InputModule):
         memory = torch.tensor([it is not None for it in items], dtype=torch.float32)
         features = {"topic_features": self._dense(list(inputs)), "is_memory": memory}
         if self.key_rows is not None:  # memories of untrained keys: their predicted score rows
-            known = set(self.keys)
-            new_keys = [it.canonical_key() if it is not None and it.canonical_key() not in known else None for it in items]
-            new = [k is not None for k in new_keys]
-            rows = np.zeros((len(inputs), len(self.keys)), dtype=np.float32)
-            if any(new):
-                rows[np.flatnonzero(new)] = self.key_rows.rows([k for k in new_keys if k is not None])
-            features["new_key"] = torch.tensor(new, dtype=torch.bool)
-            features["new_key_rows"] = torch.from_numpy(rows)
+            keys = [it.canonical_key() if it is not None else None for it in items]
+            new = [k is not None and k not in self.key_rows.known for k in keys]
+            if any(new):  # a prompt, or a batch of trained-key memories, needs neither (embed reads None)
+                rows = np.zeros((len(inputs), len(self.keys)), dtype=np.float32)
+                rows[np.flatnonzero(new)] = self.key_rows.rows([k for k, n in zip(keys, new) if n])
+                features["new_key"] = torch.tensor(new, dtype=torch.bool)
+                features["new_key_rows"] = torch.from_numpy(rows)
         return features
 
     def posterior(self, features: torch.Tensor) -> torch.Tensor:

@@ -490,7 +490,7 @@ def test_a_new_key_memory_meets_a_prompt_at_its_row_averaged_over_the_prompt(fit
     v = te.row_vectors(row[None], e)[0]
     with torch.no_grad():
         p = enc.posterior(enc._dense([prompt]))[0].numpy()
-        z = enc({k: v for k, v in enc.preprocess([memory, prompt]).items()})["sentence_embedding"].numpy()
+        z = enc(enc.preprocess([memory, prompt]))["sentence_embedding"].numpy()
     assert float(z[0] @ z[1]) == pytest.approx(float(p @ e @ v), abs=1e-5)
     if np.linalg.norm(v) < 1 - 1e-4:  # the row fits inside the unit ball: met exactly
         assert float(z[0] @ z[1]) == pytest.approx(float(p @ row), abs=1e-4)
