@@ -40,20 +40,20 @@ import memory_topic  # noqa: E402  (apply_setting sets its REF_WEIGHT)
 from memory_topic import EXTRA, fit_topic, reference_data  # noqa: E402
 
 
-def apply_setting(setting: str) -> tuple[float, float, float, int, int, float, int, float]:
-    """Set `α:C:m:r[:d[:w[:n[:t]]]]` as ohlora/memory/topic_encoder.py's SOFT_TARGETS, C, KEY_MATCH,
-    MORPH_NGRAMS, WORD_DROP, NEW_KEYS (n: 1 on, 0 off) and TEMPERATURE_SCALE, and
-    memory_topic.REF_WEIGHT (what the next fit uses; d absent = 0, w absent = 1, n absent = 0 and
-    t absent = 1, as every setting before they existed); returns the eight values."""
+def apply_setting(setting: str) -> tuple[float, float, float, int, int, float, int, float, float]:
+    """Set `α:C:m:r[:d[:w[:n[:t[:u]]]]]` as ohlora/memory/topic_encoder.py's SOFT_TARGETS, C, KEY_MATCH,
+    MORPH_NGRAMS, WORD_DROP, NEW_KEYS (n: 1 on, 0 off), TEMPERATURE_SCALE and PRIOR_SHIFT, and
+    memory_topic.REF_WEIGHT (what the next fit uses; d absent = 0, w absent = 1, n absent = 0,
+    t absent = 1 and u absent = 0, as every setting before they existed); returns the nine values."""
     import ohlora.memory.topic_encoder as te
 
     parts = setting.split(":")
-    parts += ["0", "1", "0", "1"][len(parts) - 4 :]  # the defaults of the fields a short setting leaves out
-    alpha, c, match, runs, drop, weight, new, temp = (float(x) for x in parts[:8])
+    parts += ["0", "1", "0", "1", "0"][len(parts) - 4 :]  # the defaults of the fields a short setting leaves out
+    alpha, c, match, runs, drop, weight, new, temp, prior = (float(x) for x in parts[:9])
     te.SOFT_TARGETS, te.C, te.KEY_MATCH, te.MORPH_NGRAMS, te.WORD_DROP, te.NEW_KEYS = alpha, c, match, int(runs), int(drop), bool(new)
-    te.TEMPERATURE_SCALE = temp
+    te.TEMPERATURE_SCALE, te.PRIOR_SHIFT = temp, prior
     memory_topic.REF_WEIGHT = weight
-    return alpha, c, match, int(runs), int(drop), weight, int(new), temp
+    return alpha, c, match, int(runs), int(drop), weight, int(new), temp, prior
 
 
 def corr(model, pairs) -> float:
@@ -94,9 +94,9 @@ def key_cv(lines, extra, table, scores) -> list[dict]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--settings", nargs="+", default=["0:10:0:1", "0.6:10:0:1", "0.6:30:0:1", "0.6:10:1:1", "0.6:10:3:1", "0.6:10:0.3:1", "0.6:10:0:2"],
-                    help="α:C:m:r[:d[:w[:n[:t]]]] (SOFT_TARGETS:C:KEY_MATCH:MORPH_NGRAMS[:WORD_DROP] of ohlora/memory/topic_encoder.py, "
-                    "[:REF_WEIGHT] of memory_topic.py: the reference lines' weight, [:NEW_KEYS] 1 or 0, [:TEMPERATURE_SCALE]; "
-                    "d absent = 0, w absent = 1, n absent = 0, t absent = 1)")
+                    help="α:C:m:r[:d[:w[:n[:t[:u]]]]] (SOFT_TARGETS:C:KEY_MATCH:MORPH_NGRAMS[:WORD_DROP] of ohlora/memory/topic_encoder.py, "
+                    "[:REF_WEIGHT] of memory_topic.py: the reference lines' weight, [:NEW_KEYS] 1 or 0, [:TEMPERATURE_SCALE], [:PRIOR_SHIFT]; "
+                    "d absent = 0, w absent = 1, n absent = 0, t absent = 1, u absent = 0)")
     ap.add_argument("--shuffles", type=int, nargs="+", default=[0, 1], help="line-CV fold orders")
     ap.add_argument("--folds", choices=("lines", "memory"), default="lines",
                     help="line-CV folds: 16 lines each, or whole memory groups (results in memory_topic_cv_memory_folds.*)")
@@ -114,16 +114,16 @@ def main() -> int:
     if a.append and saved.exists():
         res["settings"] = json.loads(saved.read_text(encoding="utf-8"))["settings"]
     for setting in a.settings:
-        alpha, c, match, runs, drop, weight, new, temp = apply_setting(setting)
+        alpha, c, match, runs, drop, weight, new, temp, prior = apply_setting(setting)
         t = time.perf_counter()
         lines_cv = {str(s): line_cv(lines, extra, table, scores, s, a.folds) for s in a.shuffles}
         keys_cv = key_cv(lines, extra, table, scores)
         line_mean = float(np.mean([v for vs in lines_cv.values() for v in vs]))
         key_mean = float(np.mean([(g["prompts"] + g["memories"]) / 2 for g in keys_cv]))
-        res["settings"][setting] = {"alpha": alpha, "C": c, "key_match": match, "morph_ngrams": runs, "word_drop": drop, "ref_weight": weight, "new_keys": new, "temperature_scale": temp, "line_cv": lines_cv, "key_cv": keys_cv, "line_mean": line_mean, "key_mean": key_mean,
+        res["settings"][setting] = {"alpha": alpha, "C": c, "key_match": match, "morph_ngrams": runs, "word_drop": drop, "ref_weight": weight, "new_keys": new, "temperature_scale": temp, "prior_shift": prior, "line_cv": lines_cv, "key_cv": keys_cv, "line_mean": line_mean, "key_mean": key_mean,
                                     "weighted": SEEN_SHARE * line_mean + (1 - SEEN_SHARE) * key_mean, "seconds": round(time.perf_counter() - t)}
         r = res["settings"][setting]
-        print(f"α {alpha} C {c} key match {match} runs {runs} word drop {drop} ref weight {weight:g} new keys {new} temperature ×{temp:g}: line {line_mean:.4f}  key {key_mean:.4f}  weighted {r['weighted']:.4f}  ({r['seconds']} s)", flush=True)
+        print(f"α {alpha} C {c} key match {match} runs {runs} word drop {drop} ref weight {weight:g} new keys {new} temperature ×{temp:g} prior shift {prior:g}: line {line_mean:.4f}  key {key_mean:.4f}  weighted {r['weighted']:.4f}  ({r['seconds']} s)", flush=True)
     res["load_avg_after"] = os.getloadavg()
     write_results(name, res, markdown(res))
     return 0
@@ -136,14 +136,14 @@ def markdown(res: dict) -> str:
            f"2 shared CPU cores, one torch thread, load {res['load_avg_at_start'][0]:.1f} at start. Training data: the reference train lines "
            f"(less the held-out ones) + {', '.join(res['extra_files'])}. Line-CV folds: "
            + ("whole memory groups (`--folds memory`)." if res.get("folds") == "memory" else "16 lines each."), "",
-           "| α (soft targets) | C | key match | morpheme runs | word drop | reference lines' weight | new keys from their string | temperature × | " + " | ".join(f"line CV, shuffle {s}" for s in shuffles)
+           "| α (soft targets) | C | key match | morpheme runs | word drop | reference lines' weight | new keys from their string | temperature × | prior shift | " + " | ".join(f"line CV, shuffle {s}" for s in shuffles)
            + f" | key CV: prompts / memories | key CV | weighted ({res['seen_share']:.2f} · line + {1 - res['seen_share']:.2f} · key) |",
-           "|---|---|---|---|---|---|---|---|" + "---|" * len(shuffles) + "---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|" + "---|" * len(shuffles) + "---|---|---|"]
     for r in rows:
         kp = sum(g["prompts"] for g in r["key_cv"]) / len(r["key_cv"])
         km = sum(g["memories"] for g in r["key_cv"]) / len(r["key_cv"])
         cells = [f"{sum(v) / len(v):.4f}" for v in r["line_cv"].values()]
-        out.append(f"| {r['alpha']} | {r['C']:g} | {r.get('key_match', 0):g} | {r.get('morph_ngrams', 1)} | {r.get('word_drop', 0)} | {r.get('ref_weight', 1):g} | {'yes' if r.get('new_keys') else 'no'} | {r.get('temperature_scale', 1):g} | " + " | ".join(cells) + f" | {kp:.3f} / {km:.3f} | {r['key_mean']:.4f} | **{r['weighted']:.4f}** |")
+        out.append(f"| {r['alpha']} | {r['C']:g} | {r.get('key_match', 0):g} | {r.get('morph_ngrams', 1)} | {r.get('word_drop', 0)} | {r.get('ref_weight', 1):g} | {'yes' if r.get('new_keys') else 'no'} | {r.get('temperature_scale', 1):g} | {r.get('prior_shift', 0):g} | " + " | ".join(cells) + f" | {kp:.3f} / {km:.3f} | {r['key_mean']:.4f} | **{r['weighted']:.4f}** |")
     if rows:
         out += ["", "Key-CV groups: " + "; ".join(", ".join(g["keys"]) for g in rows[0]["key_cv"]) + "."]
     return "\n".join(out + [""])

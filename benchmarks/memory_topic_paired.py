@@ -23,7 +23,7 @@ rule added that test MSE and MAE must not get worse (the reference lines weighte
     .venv/bin/python benchmarks/memory_topic_paired.py --base 0.6:10:0:2:0:1:1 --new 0.6:10:0:2:0:1:1:1.5 \
         --name memory_topic_paired_temperature                                               # session 12
 
-Settings are α:C:m:r[:d[:w[:n[:t]]]] as in memory_topic_cv.py. Results: benchmarks/results/NAME.{json,md}
+Settings are α:C:m:r[:d[:w[:n[:t[:u]]]]] as in memory_topic_cv.py. Results: benchmarks/results/NAME.{json,md}
 (`--name`, default memory_topic_paired), so each read keeps its own file.
 """
 
@@ -63,8 +63,8 @@ def paired_bootstrap(base, new, true, line_of_memory, line_of_prompt, n_lines: i
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--base", default="0.6:10:0:1", help="α:C:m:r[:d[:w[:n[:t]]]] of the setting shipped before")
-    ap.add_argument("--new", default="0.6:10:0:2", help="α:C:m:r[:d[:w[:n[:t]]]] of the setting the CVs chose")
+    ap.add_argument("--base", default="0.6:10:0:1", help="α:C:m:r[:d[:w[:n[:t[:u]]]]] of the setting shipped before")
+    ap.add_argument("--new", default="0.6:10:0:2", help="α:C:m:r[:d[:w[:n[:t[:u]]]]] of the setting the CVs chose")
     ap.add_argument("--name", default="memory_topic_paired", help="results file name (benchmarks/results/NAME.json, .md)")
     ap.add_argument("--resamples", type=int, default=2000)
     a = ap.parse_args()
@@ -98,7 +98,7 @@ def markdown(res: dict) -> str:
     return "\n".join([
         "# memory_topic_paired: two topic settings on the reference test pairs, paired bootstrap", "",
         f"Topic encoder alone, fitted on all train lines; {res['resamples']:,} resamples of the {res['test_lines']} test lines.", "",
-        "| setting (α:C:m:r[:d[:w[:n[:t]]]]) | test MSE | test MAE | test corr |", "|---|---|---|---|",
+        "| setting (α:C:m:r[:d[:w[:n[:t[:u]]]]]) | test MSE | test MAE | test corr |", "|---|---|---|---|",
         "| published reference (klue/roberta-base) | " + " | ".join(f"{res['published_reference'][m]:.4f}" for m in ("mse", "mae", "corr")) + " |",
         f"| base {res['base']} | {b['mse']:.4f} | {b['mae']:.4f} | {b['corr']:.4f} |",
         f"| new {res['new']} | {n['mse']:.4f} | {n['mae']:.4f} | {n['corr']:.4f} |", "",

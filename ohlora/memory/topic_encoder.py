@@ -127,6 +127,15 @@ NEW_KEYS = True
 # it. The CVs' held-out reference prompts are harder than the test's (read right 25-50 % vs 53 %),
 # so they reward hedging the test does not (docs/memory.md).
 TEMPERATURE_SCALE = 1.0
+# Label shift toward equal keys (session 13; 0 = off, 1 = the Bayes correction). The classifier's
+# posteriors carry the training mix's key frequencies — our files give 오늘 날씨 or 내일 일정 ~150
+# lines and a 상태 value ~40 — but a prompt to come is no likelier to be about 오늘 날씨 because we
+# wrote more lines for it. With a uniform prior for what comes, p(k|x) ∝ p_train(k|x) / π_train(k)
+# (Saerens et al. 2002, "Adjusting the outputs of a classifier to new a priori probabilities"), so
+# the logits lose this × log π_train(k), π_train being each key's share of the (weighted) training
+# lines. Applied after the key table's fit, which calibrates on the training mix; memories read
+# their key surely and move by nothing measurable (the same CV figures with prompts alone shifted).
+PRIOR_SHIFT = 0.0
 OOF_FOLDS = 5  # out-of-fold posteriors for fitting the key table
 TABLE_STEPS = 300  # Adam steps fitting E (the loss is flat by ~200)
 TABLE_LR = 0.01
@@ -392,6 +401,10 @@ class TopicEncoder(InputModule):
         loss = self._fit_table(start, q_mem, p_prm, labels, seed)
         with torch.no_grad():  # saved as the temperature itself: folders need no new config key
             self.log_temperature += math.log(TEMPERATURE_SCALE)
+            if PRIOR_SHIFT:  # in logit units: the classifier's logits are divided by the temperature
+                share = np.bincount(y_line, weights=w_line, minlength=len(keys)) / w_line.sum()
+                shift = PRIOR_SHIFT * np.log(np.maximum(share, 1e-12)) * float(self.log_temperature.exp())
+                self.classifier.bias -= torch.from_numpy(shift).to(self.classifier.bias.dtype)
         return {"loss": loss}
 
     def _fit_table(self, start: np.ndarray, q_mem: np.ndarray, p_prm: np.ndarray, labels: np.ndarray, seed: int) -> float:
