@@ -552,3 +552,27 @@ def test_temperature_scale_multiplies_the_fitted_temperature_and_nothing_else(fi
     assert "temperature_scale" not in config
     again = load_sentence_encoder(str(tmp_path), flag="MODEL_DIR")
     assert np.allclose(again.encode(texts), two.encode(texts), atol=1e-6)
+
+
+def test_prior_shift_divides_each_posterior_by_its_keys_share_of_the_training_lines(monkeypatch):
+    """`PRIOR_SHIFT` = 1 (label shift toward equal keys): the same fit, but every posterior is
+    p(k|x) / π(k) renormalised, π(k) being key k's share of the training lines — counted here
+    from the lines, not taken from the encoder; the classifier's weights, the key table and
+    the temperature are untouched."""
+    import torch
+
+    import ohlora.memory.topic_encoder as te
+
+    lines = LINES[:7] + LINES[8:10]  # unequal keys: 가수 4 lines, 날씨 3, 공연 2
+    off = _fit(_rows(lines)).model[0]
+    monkeypatch.setattr(te, "PRIOR_SHIFT", 1.0)
+    on = _fit(_rows(lines)).model[0]
+    assert torch.equal(off.classifier.weight, on.classifier.weight) and torch.equal(off.table, on.table)
+    assert torch.equal(off.log_temperature, on.log_temperature)
+    share = torch.tensor([sum(_key(m) == k for m, _ in lines) / len(lines) for k in off.keys], dtype=torch.float64)
+    assert sorted(share.tolist()) == pytest.approx([2 / 9, 3 / 9, 4 / 9])
+    texts = ["로라야 노래 추천해 줘", "우산\u200b 챙겨야 하나? ☔", "콘서트 가고 싶다 🎤", "음"]
+    p0, p1 = (m.posterior(m._dense(texts)).double() for m in (off, on))
+    expected = p0 / share
+    assert torch.allclose(p1, expected / expected.sum(-1, keepdim=True), atol=1e-5)
+    assert not torch.allclose(p0, p1, atol=1e-3)  # the shift moved them
