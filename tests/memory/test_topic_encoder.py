@@ -563,6 +563,7 @@ def test_prior_shift_divides_each_posterior_by_its_keys_share_of_the_training_li
 
     import ohlora.memory.topic_encoder as te
 
+    assert te.PRIOR_SHIFT == 0.0  # the default: the training mix's prior (1 fell on the test, session 13)
     lines = LINES[:7] + LINES[8:10]  # unequal keys: 가수 4 lines, 날씨 3, 공연 2
     off = _fit(_rows(lines)).model[0]
     monkeypatch.setattr(te, "PRIOR_SHIFT", 1.0)
