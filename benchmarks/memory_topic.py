@@ -50,7 +50,7 @@ WEIGHTS = [0.0, 0.25, 0.5, 0.75, 1.0]  # topic's share
 # / 0.6404 (exploratory harness, weights as copies; the benchmark's row at 16, 0.7318 / 0.400 /
 # 0.6389) — both CVs up all the way. One test read at 16 (memory_topic_paired_ref_weight.md):
 # 0.0368 / 0.1364 / 0.7282 → 0.0374 / 0.1364 / 0.7247, MSE worse: by the rule written before the
-# read, not adopted (docs/memory.md, which also says why the line CV misled here). 1 = unweighted.
+# read, not adopted (docs/memory_experiments.md, which also says why the line CV misled here). 1 = unweighted.
 REF_WEIGHT = 1.0
 
 

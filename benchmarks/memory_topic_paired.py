@@ -9,9 +9,10 @@ replacement; every pair among the drawn lines, so a line drawn twice counts twic
 The rule we read it by (docs/memory.md, written down before the first read): ship a change
 the cross-validations chose unless the 95 % interval of the difference lies wholly below 0.
 Session 9's read (word dropout: every figure fell, interval [-0.083, +0.009]) is the one time we
-did not follow it; docs/memory.md says why and what the next rule should also ask. Session 10's
+did not follow it; docs/memory_experiments.md says why and what the next rule should also ask. Session 10's
 rule added that test MSE and MAE must not get worse (the reference lines weighted 16: MSE
-0.0368 → 0.0374, not adopted).
+0.0368 → 0.0374, not adopted). Since session 13 a change is read only after a memory-folds CV gain
+of at least +0.015 (docs/memory_experiments.md: smaller gains never predicted the sign on the test).
 
     .venv/bin/python benchmarks/memory_topic_paired.py --base 0.6:10:0:1 --new 0.6:10:0:2   # session 8, ~2 min
     .venv/bin/python benchmarks/memory_topic_paired.py --base 0.6:10:0:2 --new 0.6:10:0:2:2 \

@@ -66,7 +66,7 @@ def register(subparsers) -> None:
     p.add_argument("--line-weights", default=None, metavar="W,W,...",
                    help="with --combs and --base topic: one positive weight per input file, how much its lines' prompts count "
                    "in the key classifier (default 1 each), e.g. 4,1 so that a small file of your own lines, in the style of the "
-                   "prompts to come, counts beside a large generic one (docs/memory.md: what it did on the reference pairs)")
+                   "prompts to come, counts beside a large generic one (docs/memory_experiments.md: what it did on the reference pairs)")
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="folder to save the Sentence-Transformer in")
     p.add_argument("--base", default=config.DEFAULT_MEMORY_ENCODER, help=f"encoder to start from: hub id, folder, 'bundled' (MiniLM), 'kiwi' (Korean morpheme vectors; reads Korean offline) or 'topic' (a key classifier fitted in seconds; needs SPEC §4's five columns, or --combs) (default: {config.DEFAULT_MEMORY_ENCODER})")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: 10, SPEC §4)")

@@ -45,7 +45,7 @@ class Lines:
     line_scores: dict[tuple[int, int], float] = field(default_factory=dict)
     # How much each line's prompt counts in the topic encoder's key classifier (None: 1 each).
     # Lines in the style of the texts to be read (the user's own, the reference's) can count more
-    # than many generic prompts: benchmarks/memory_topic_cv.py, docs/memory.md.
+    # than many generic prompts: benchmarks/memory_topic_cv.py, docs/memory_experiments.md.
     weights: list[float] | None = None
 
     def __post_init__(self) -> None:

@@ -72,7 +72,7 @@ CHAR_NGRAMS = 3
 # 내일 일정 prompt 오늘 일정 (score 0.89) then costs little and 먹고 있는 음식 (0.08) much — the
 # ordering the pair MSE and correlation reward. Line CV (mean corr, fold shuffles 0 / 1), at
 # C = 10: α = 0 0.685 / 0.689, 0.6 0.700 / 0.703; on shuffle 0 also 0.5 0.701, 0.7 0.702, 0.9
-# 0.698. Key CV (whole keys held out; docs/memory.md): α = 0 0.387, 0.3 0.369, 0.6 0.366.
+# 0.698. Key CV (whole keys held out; docs/memory_experiments.md): α = 0 0.387, 0.3 0.369, 0.6 0.366.
 # Weighted as the test pairs are (72 % among seen keys, 28 % with an unseen one): 0.603 vs 0.608.
 SOFT_TARGETS = 0.6
 # Inverse L2 strength. Hard targets: 10 beat 3 and 30 (0.661 vs 0.650 / 0.657). With soft targets
@@ -88,7 +88,7 @@ C = 10.0
 # (memory_topic_cv, α 0.6, C 10, line / key / weighted: off 0.7015 / 0.366 / 0.6076, 1 0.7060 /
 # 0.378 / 0.6143, 3 0.7051 / 0.386 / 0.6158), but at 3, chosen on them, the reference test pairs
 # fell (topic 0.701 → 0.688) and the fit was slower (135 s vs 29 s, under ~1.6x the load): the
-# third change the CVs liked and the test did not (docs/memory.md). Kept as a setting for data with many new, rare keys.
+# third change the CVs liked and the test did not (docs/memory_experiments.md). Kept as a setting for data with many new, rare keys.
 KEY_MATCH = 0.0
 # Runs of up to this many adjacent content morphemes (particles and endings skipped) join the
 # morpheme bag: a bag of single morphemes cannot tell `내일 … 떨려` (an exam tomorrow) from `떨려`
@@ -105,7 +105,7 @@ MORPH_NGRAMS = 2
 # 1 0.7191 / 0.390 / 0.6268, 2 0.7294 / 0.378 / 0.6310. Off: at 2, chosen on the CVs, the
 # reference test pairs fell on all three figures (topic alone corr 0.728 → 0.697, MSE 0.0368 →
 # 0.0406; paired bootstrap 95 % [-0.083, +0.009], benchmarks/results/memory_topic_paired_word_drop.md)
-# — the fourth change the CVs liked and the test did not, and like C = 30 its key CV fell (docs/memory.md).
+# — the fourth change the CVs liked and the test did not, and like C = 30 its key CV fell (docs/memory_experiments.md).
 # Kept as a setting for data whose new prompts are like its training prompts.
 WORD_DROP = 0
 # Memories of keys the encoder never trained on (session 11): their vector from the key string
@@ -125,7 +125,7 @@ NEW_KEYS = True
 # one test read fell on all three (0.0355 / 0.1318 / 0.7405 → 0.0388 / 0.1454 / 0.7212,
 # benchmarks/results/memory_topic_paired_temperature.md): not adopted by the rule written before
 # it. The CVs' held-out reference prompts are harder than the test's (read right 25-50 % vs 53 %),
-# so they reward hedging the test does not (docs/memory.md).
+# so they reward hedging the test does not (docs/memory_experiments.md).
 TEMPERATURE_SCALE = 1.0
 # Label shift toward equal keys (session 13; 0 = off, 1 = the Bayes correction). The classifier's
 # posteriors carry the training mix's key frequencies — our files give 오늘 날씨 or 내일 일정 ~150
@@ -139,7 +139,7 @@ TEMPERATURE_SCALE = 1.0
 # test read fell on all three (0.0355 / 0.1318 / 0.7405 → 0.0386 / 0.1370 / 0.7204,
 # benchmarks/results/memory_topic_paired_prior_shift.md): not adopted by the rule written before it.
 # Our files give the keys the reference asks about most the most lines, so the training mix was
-# already close to what the test brings (docs/memory.md). For data whose prompts are spread evenly.
+# already close to what the test brings (docs/memory_experiments.md). For data whose prompts are spread evenly.
 PRIOR_SHIFT = 0.0
 OOF_FOLDS = 5  # out-of-fold posteriors for fitting the key table
 TABLE_STEPS = 300  # Adam steps fitting E (the loss is flat by ~200)
