@@ -128,7 +128,7 @@ NEW_KEYS = True
 # so they reward hedging the test does not (docs/memory_experiments.md).
 TEMPERATURE_SCALE = 1.0
 # Label shift toward equal keys (session 13; 0 = off, 1 = the Bayes correction). The classifier's
-# posteriors carry the training mix's key frequencies — our files give 오늘 날씨 or 내일 일정 ~150
+# posteriors carry the training mix's key frequencies — our files give 오늘 날씨 or 내일 일정 ~130
 # lines and a 상태 value ~40 — but a prompt to come is no likelier to be about 오늘 날씨 because we
 # wrote more lines for it. With a uniform prior for what comes, p(k|x) ∝ p_train(k|x) / π_train(k)
 # (Saerens et al. 2002, "Adjusting the outputs of a classifier to new a priori probabilities"), so
