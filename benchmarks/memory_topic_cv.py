@@ -19,7 +19,7 @@ The test pairs have both parts: 72 % of their pairs are between keys the train p
 28 % involve one of their six new keys (counted from the test pairs' keys, not their scores),
 so `weighted` = 0.72 · line + 0.28 · key is the figure each setting is compared on.
 
-    .venv/bin/python benchmarks/memory_topic_cv.py --settings 0:10:0:1 0.6:10:0:2:0:4   # α:C:key match:runs[:word drop[:ref weight]], ~10-15 min each
+    .venv/bin/python benchmarks/memory_topic_cv.py --settings 0:10:0:1 0.6:10:0:2:0:4   # α:C:key match:runs[:word drop[:ref weight[:new keys[:temperature[:prior shift]]]]], ~12-20 min each
 
 Results: benchmarks/results/memory_topic_cv.{json,md}.
 """
@@ -40,11 +40,12 @@ import memory_topic  # noqa: E402  (apply_setting sets its REF_WEIGHT)
 from memory_topic import EXTRA, fit_topic, reference_data  # noqa: E402
 
 
-def apply_setting(setting: str) -> tuple[float, float, float, int, int, float, int, float, float]:
+def apply_setting(setting: str) -> dict:
     """Set `α:C:m:r[:d[:w[:n[:t[:u]]]]]` as ohlora/memory/topic_encoder.py's SOFT_TARGETS, C, KEY_MATCH,
     MORPH_NGRAMS, WORD_DROP, NEW_KEYS (n: 1 on, 0 off), TEMPERATURE_SCALE and PRIOR_SHIFT, and
     memory_topic.REF_WEIGHT (what the next fit uses; d absent = 0, w absent = 1, n absent = 0,
-    t absent = 1 and u absent = 0, as every setting before they existed); returns the nine values."""
+    t absent = 1 and u absent = 0, as every setting before they existed); returns the nine values
+    by their results-file names."""
     import ohlora.memory.topic_encoder as te
 
     parts = setting.split(":")
@@ -53,7 +54,8 @@ def apply_setting(setting: str) -> tuple[float, float, float, int, int, float, i
     te.SOFT_TARGETS, te.C, te.KEY_MATCH, te.MORPH_NGRAMS, te.WORD_DROP, te.NEW_KEYS = alpha, c, match, int(runs), int(drop), bool(new)
     te.TEMPERATURE_SCALE, te.PRIOR_SHIFT = temp, prior
     memory_topic.REF_WEIGHT = weight
-    return alpha, c, match, int(runs), int(drop), weight, int(new), temp, prior
+    return {"alpha": alpha, "C": c, "key_match": match, "morph_ngrams": int(runs), "word_drop": int(drop), "ref_weight": weight,
+            "new_keys": int(new), "temperature_scale": temp, "prior_shift": prior}
 
 
 def corr(model, pairs) -> float:
@@ -114,16 +116,17 @@ def main() -> int:
     if a.append and saved.exists():
         res["settings"] = json.loads(saved.read_text(encoding="utf-8"))["settings"]
     for setting in a.settings:
-        alpha, c, match, runs, drop, weight, new, temp, prior = apply_setting(setting)
+        fields = apply_setting(setting)
         t = time.perf_counter()
         lines_cv = {str(s): line_cv(lines, extra, table, scores, s, a.folds) for s in a.shuffles}
         keys_cv = key_cv(lines, extra, table, scores)
         line_mean = float(np.mean([v for vs in lines_cv.values() for v in vs]))
         key_mean = float(np.mean([(g["prompts"] + g["memories"]) / 2 for g in keys_cv]))
-        res["settings"][setting] = {"alpha": alpha, "C": c, "key_match": match, "morph_ngrams": runs, "word_drop": drop, "ref_weight": weight, "new_keys": new, "temperature_scale": temp, "prior_shift": prior, "line_cv": lines_cv, "key_cv": keys_cv, "line_mean": line_mean, "key_mean": key_mean,
+        res["settings"][setting] = {**fields, "line_cv": lines_cv, "key_cv": keys_cv, "line_mean": line_mean, "key_mean": key_mean,
                                     "weighted": SEEN_SHARE * line_mean + (1 - SEEN_SHARE) * key_mean, "seconds": round(time.perf_counter() - t)}
         r = res["settings"][setting]
-        print(f"α {alpha} C {c} key match {match} runs {runs} word drop {drop} ref weight {weight:g} new keys {new} temperature ×{temp:g} prior shift {prior:g}: line {line_mean:.4f}  key {key_mean:.4f}  weighted {r['weighted']:.4f}  ({r['seconds']} s)", flush=True)
+        print(f"α {fields['alpha']} C {fields['C']} key match {fields['key_match']} runs {fields['morph_ngrams']} word drop {fields['word_drop']} ref weight {fields['ref_weight']:g} "
+              f"new keys {fields['new_keys']} temperature ×{fields['temperature_scale']:g} prior shift {fields['prior_shift']:g}: line {line_mean:.4f}  key {key_mean:.4f}  weighted {r['weighted']:.4f}  ({r['seconds']} s)", flush=True)
     res["load_avg_after"] = os.getloadavg()
     write_results(name, res, markdown(res))
     return 0
