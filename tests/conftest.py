@@ -30,6 +30,14 @@ KOREAN_TEXTS = [
 
 
 @pytest.fixture(scope="session")
+def model_device() -> str:
+    """Where the model tests load their models: the CPU here and in CI (the tiny models are
+    fastest there); `OHLORA_TEST_DEVICE=cuda` runs the same tests on a GPU, in the dtype a
+    user gets there (bf16: ohlora.models.load_causal_lm), as scripts/gpu_check.sh does."""
+    return os.environ.get("OHLORA_TEST_DEVICE", "cpu")
+
+
+@pytest.fixture(scope="session")
 def korean_texts() -> list[str]:
     return list(KOREAN_TEXTS)
 

@@ -55,15 +55,15 @@ def taught_models_dir(tmp_path_factory, tiny_models_dir) -> str:
 
 
 @pytest.fixture(scope="session")
-def loaded(taught_models_dir):
+def loaded(taught_models_dir, model_device):
     """(model, tokenizer, encoder) of the taught models, loaded once."""
     from ohlora.engine.config import ModelPaths
     from ohlora.heads.generation import load_heads
     from ohlora.models import load_sentence_encoder
 
     paths = ModelPaths.from_dir(taught_models_dir)
-    model, tok = load_heads(paths.base, paths.adapters, device="cpu")
-    return model, tok, load_sentence_encoder(paths.memory_encoder, device="cpu")
+    model, tok = load_heads(paths.base, paths.adapters, device=model_device)
+    return model, tok, load_sentence_encoder(paths.memory_encoder, device=model_device)
 
 
 @pytest.fixture

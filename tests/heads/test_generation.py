@@ -10,13 +10,13 @@ from ohlora.heads.generation import HeadRequest, generate_heads, load_heads
 
 
 @pytest.fixture(scope="module")
-def heads(tiny_models_dir):
+def heads(tiny_models_dir, model_device):
     from ohlora.engine.config import ModelPaths
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     paths = ModelPaths.from_dir(tiny_models_dir)
-    yield load_heads(paths.base, paths.adapters, device="cpu")
+    yield load_heads(paths.base, paths.adapters, device=model_device)
     torch.set_num_threads(before)
 
 

@@ -54,11 +54,11 @@ def memory_head(persona_csv, tmp_path_factory):
     return str(base), str(work / "heads" / "memory")
 
 
-def test_trained_memory_head_saves_an_item_where_its_training_row_does(memory_head, persona_csv):
+def test_trained_memory_head_saves_an_item_where_its_training_row_does(memory_head, persona_csv, model_device):
     from ohlora.heads.generation import HeadRequest, load_heads, generate_heads
 
     base, adapter = memory_head
-    model, tok = load_heads(base, {"memory": adapter}, device="cpu")
+    model, tok = load_heads(base, {"memory": adapter}, device=model_device)
     rows = [r for r in load_rows(persona_csv) if _get(r, "data_type") == "train"]
     saving = [r for r in rows if _get(r, "memory")]
     empty = [r for r in rows if not _get(r, "memory")]

@@ -27,10 +27,10 @@ def tiny_base(persona_csv, tmp_path_factory):
     return build_tiny_base(persona_csv, out, size="test", steps=12, progress=False)
 
 
-def test_folder_loads_as_a_gpt_neox_causal_lm(tiny_base):
+def test_folder_loads_as_a_gpt_neox_causal_lm(tiny_base, model_device):
     from ohlora.models import load_causal_lm
 
-    model, tok = load_causal_lm(str(tiny_base), device="cpu")
+    model, tok = load_causal_lm(str(tiny_base), device=model_device)
     assert model.config.model_type == "gpt_neox"  # polyglot-ko's family
     assert tok.eos_token == formats.EOS and tok.pad_token_id == tok.eos_token_id
     info = json.loads((tiny_base / "ohlora_tiny_base.json").read_text(encoding="utf-8"))
