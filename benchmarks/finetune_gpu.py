@@ -166,10 +166,7 @@ def step_sweep(base: Path, device: str, lengths: list[int], batch: int, steps: i
         ms = 1000 * (time.perf_counter() - start) / steps
         rows.append({"batch": batch, "tokens": s, "ms_per_step": ms, "tokens_per_s": batch * s / ms * 1000,
                      "estimate_gb": ESTIMATE.get(s), **peaks(device)})
-    trainable = sum(p.numel() for p in params)
-    del peft_model, model, optimizer
-    reset(device)
-    return rows, trainable
+    return rows, sum(p.numel() for p in params)  # the model goes with this frame
 
 
 def context_gb(device: str) -> float | None:
@@ -234,6 +231,7 @@ def main() -> int:
         reset(a.device)
         ft = run_finetune(base, a.data, a.head, a.device, Path(tmp) / "heads")
         sweep, trainable = step_sweep(base, a.device, a.lengths, ft["batch_size"], a.steps)
+        reset(a.device)
         ctx = context_gb(a.device)
     machine = torch.cuda.get_device_name(0) if a.device.startswith("cuda") else f"{platform.machine()} CPU"
     res = {"config": a.config, "dtype": em.CONFIGS[a.config]["dtype"] if a.device.startswith("cuda") else "float32",
