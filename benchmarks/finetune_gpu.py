@@ -11,7 +11,9 @@ weights cannot be fetched here; their values change neither memory nor compute):
    data stands in for polyglot-ko's tokenizer; its tokens per text are reported, since
    activations grow with them.
 2. A step sweep: the same training step (the same peft config from ohlora.heads.lora,
-   AdamW, gradient clipping) on batches of 4 × 128 and 4 × 256 tokens, beside the estimate.
+   AdamW, gradient clipping) on random batches of 4 and 16 texts × 64, 128 and 256 tokens,
+   beside the estimate (batch 4). Batch 16 asks whether a step is bound by arithmetic (its
+   time grows with the tokens) or by kernel launches and Python (it does not).
 
 Peak memory is torch's peak allocation (tensors) and reservation (what its allocator held);
 the CUDA context (outside torch's allocator) is measured once and reported apart.
@@ -125,8 +127,8 @@ def run_finetune(base: Path, data: str, head: str, device: str, out: Path) -> di
             "tokens_per_s": sum(lengths) / epoch_s, "wall_s": seconds, "final_loss": float(log[-1]["loss"]), **memory}
 
 
-def step_sweep(base: Path, device: str, lengths: list[int], batch: int, steps: int) -> tuple[list[dict], int]:
-    """The training step finetune runs, on random batches of fixed length."""
+def step_sweep(base: Path, device: str, lengths: list[int], batches: list[int], steps: int) -> tuple[list[dict], int]:
+    """The training step finetune runs, on random batches of fixed size and length."""
     import torch
     from peft import get_peft_model
 
@@ -143,7 +145,7 @@ def step_sweep(base: Path, device: str, lengths: list[int], batch: int, steps: i
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     gen = torch.Generator(device="cpu").manual_seed(0)
     rows = []
-    for s in lengths:
+    for batch, s in ((b, s) for b in batches for s in lengths):
         reset(device)
 
         def step():
@@ -165,7 +167,7 @@ def step_sweep(base: Path, device: str, lengths: list[int], batch: int, steps: i
             torch.cuda.synchronize()
         ms = 1000 * (time.perf_counter() - start) / steps
         rows.append({"batch": batch, "tokens": s, "ms_per_step": ms, "tokens_per_s": batch * s / ms * 1000,
-                     "estimate_gb": ESTIMATE.get(s), **peaks(device)})
+                     "estimate_gb": ESTIMATE.get(s) if batch == 4 else None, **peaks(device)})
     return rows, sum(p.numel() for p in params)  # the model goes with this frame
 
 
@@ -215,6 +217,8 @@ def main() -> int:
     ap.add_argument("--head", default="output_message", help="the head `finetune` trains (the reply head has the longest texts)")
     ap.add_argument("--vocab", type=int, default=8000, help="stand-in tokenizer's BPE vocabulary")
     ap.add_argument("--lengths", type=int, nargs="+", default=[64, 128, 256])
+    ap.add_argument("--batches", type=int, nargs="+", default=[4, 16],
+                    help="sweep batch sizes: 4 is SPEC §2's; a larger one shows whether a step is bound by arithmetic or by launches")
     ap.add_argument("--steps", type=int, default=10, help="timed steps per length in the sweep")
     ap.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "results"))
     a = ap.parse_args()
@@ -230,7 +234,7 @@ def main() -> int:
         info = build_base(base, a.config, a.data, a.device, a.vocab)
         reset(a.device)
         ft = run_finetune(base, a.data, a.head, a.device, Path(tmp) / "heads")
-        sweep, trainable = step_sweep(base, a.device, a.lengths, ft["batch_size"], a.steps)
+        sweep, trainable = step_sweep(base, a.device, a.lengths, a.batches, a.steps)
         reset(a.device)
         ctx = context_gb(a.device)
     machine = torch.cuda.get_device_name(0) if a.device.startswith("cuda") else f"{platform.machine()} CPU"
