@@ -540,7 +540,7 @@ def test_temperature_scale_multiplies_the_fitted_temperature_and_nothing_else(fi
     two = _fit(_rows()).model
     a, b = one[0], two[0]
     assert torch.equal(a.classifier.weight, b.classifier.weight) and torch.equal(a.table, b.table)
-    assert float(b.log_temperature - a.log_temperature) == pytest.approx(math.log(2.0), abs=1e-6)
+    assert float((b.log_temperature - a.log_temperature).detach()) == pytest.approx(math.log(2.0), abs=1e-6)
     texts = ["로라야 노래 추천해 줘", "우산 챙겨야 하나?", "[오늘 날씨: 비]"]
     pa, pb = a.posterior(a._dense(texts)), b.posterior(b._dense(texts))
     assert torch.all(pb.max(-1).values < pa.max(-1).values)  # flatter, same argmax
