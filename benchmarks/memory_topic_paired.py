@@ -23,6 +23,8 @@ of at least +0.015 (docs/memory_experiments.md: smaller gains never predicted th
         --name memory_topic_paired_new_keys                                                  # session 11
     .venv/bin/python benchmarks/memory_topic_paired.py --base 0.6:10:0:2:0:1:1 --new 0.6:10:0:2:0:1:1:1.5 \
         --name memory_topic_paired_temperature                                               # session 12
+    .venv/bin/python benchmarks/memory_topic_paired.py --base 0.6:10:0:2:0:1:1 --new 0.6:10:0:2:0:1:1 \
+        --new-extra ref_keys_events.txt --name memory_topic_paired_events                    # session 14: a data file
 
 Settings are α:C:m:r[:d[:w[:n[:t[:u]]]]] as in memory_topic_cv.py. Results: benchmarks/results/NAME.{json,md}
 (`--name`, default memory_topic_paired), so each read keeps its own file.
@@ -66,6 +68,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", default="0.6:10:0:1", help="α:C:m:r[:d[:w[:n[:t[:u]]]]] of the setting shipped before")
     ap.add_argument("--new", default="0.6:10:0:2", help="α:C:m:r[:d[:w[:n[:t[:u]]]]] of the setting the CVs chose")
+    ap.add_argument("--new-extra", nargs="+", default=[], metavar="FILE",
+                    help="combination files in data/memory/ added to our lines for --new only (a data change; same setting both sides)")
     ap.add_argument("--name", default="memory_topic_paired", help="results file name (benchmarks/results/NAME.json, .md)")
     ap.add_argument("--resamples", type=int, default=2000)
     a = ap.parse_args()
@@ -78,14 +82,15 @@ def main() -> int:
     table, extra, lines, _scores = load_reference(EXTRA)
     test = read_pairs(REF_DIR / "test_dataset.csv")
     true = np.array([p.score for p in test])
-    base, new = predict(a.base, lines, extra, table, test), predict(a.new, lines, extra, table, test)
+    new_extra = extra + load_reference(a.new_extra)[1] if a.new_extra else extra
+    base, new = predict(a.base, lines, extra, table, test), predict(a.new, lines, new_extra, table, test)
     test_lines = list(dict.fromkeys((p.memory, p.prompt_0) for p in test))  # memory_0, user_prompt_0: each test line once
     index = {ln: i for i, ln in enumerate(test_lines)}
     mem = np.array([index[(p.memory, p.prompt_0)] for p in test])
     prm = np.array([index[(p.memory_1, p.prompt)] for p in test])
     diffs = paired_bootstrap(base, new, true, mem, prm, len(test_lines), a.resamples)
     lo, hi = np.percentile(diffs, [2.5, 97.5])
-    res = {"base": a.base, "new": a.new, "resamples": a.resamples, "test_lines": len(test_lines), "published_reference": PUBLISHED,
+    res = {"base": a.base, "new": a.new + "".join(f" + {f}" for f in a.new_extra), "new_extra": a.new_extra, "resamples": a.resamples, "test_lines": len(test_lines), "published_reference": PUBLISHED,
            "base_metrics": metrics(base, true), "new_metrics": metrics(new, true),
            "corr_diff": float(np.corrcoef(new, true)[0, 1] - np.corrcoef(base, true)[0, 1]),
            "bootstrap_sd": float(diffs.std()), "ci95": [float(lo), float(hi)], "p_new_better": float((diffs > 0).mean())}
