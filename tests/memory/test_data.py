@@ -46,3 +46,13 @@ def test_ref_keys_prompts_are_unique_across_files_and_held_out_from_test_combs()
     assert [p for p, n in Counter(prompts).items() if n > 1] == []
     held_out = {compact(c.prompt) for c in read_combinations(DATA / "test_combs.txt")}
     assert set(prompts) & held_out == set()
+
+
+def test_the_events_file_kept_for_its_read_parses_and_repeats_no_prompt():
+    """ref_keys_events.txt is not trained on (docs/memory.md), but its one test read can be
+    rerun from it, so it must stay a valid file of its two keys, new to every other prompt."""
+    combos = read_combinations(DATA / "ref_keys_events.txt")
+    assert Counter(c.item.key for c in combos) == {"오늘 일정": 130, "내일 일정": 130}
+    prompts = [compact(c.prompt) for c in combos]
+    others = {compact(c.prompt) for name in [*REF_KEY_FILES, "test_combs.txt", "train_combs.txt"] for c in read_combinations(DATA / name)}
+    assert len(set(prompts)) == len(prompts) and set(prompts) & others == set()
