@@ -37,13 +37,20 @@ def ref_combos(lines) -> list:
     return [Combination(*parse_combination_line(f"{m} {p}"), n) for n, (m, p) in enumerate(lines, start=1)]
 
 
+def our_lines(files: list[str]) -> list:
+    """Our combination lines from `files` (names in data/memory/), in order."""
+    from ohlora.memory.pairs import read_combinations
+
+    return [c for name in files for c in read_combinations(ROOT / "data" / "memory" / name)]
+
+
 def load_reference(extra_files: list[str]):
     """(train key-pair table, our combination lines from `extra_files`, the reference train
     lines, {(memory_0, prompt_0, memory_1, prompt_1): score} of its train pairs)."""
-    from ohlora.memory.pairs import read_combinations, read_pairs, score_table
+    from ohlora.memory.pairs import read_pairs, score_table
 
     table = score_table(REF_DIR / "train_dataset.csv")
-    extra = [c for name in extra_files for c in read_combinations(ROOT / "data" / "memory" / name)]
+    extra = our_lines(extra_files)
     pairs = read_pairs(REF_DIR / "train_dataset.csv")
     scores = {(r.memory, r.prompt_0, r.memory_1, r.prompt): r.score for r in pairs}
     return table, extra, ref_lines(pairs), scores

@@ -56,32 +56,27 @@ def data_texts(data: str) -> list[str]:
 
 
 def build_base(folder: Path, name: str, data: str, device: str, vocab: int) -> dict:
-    """A base folder: the config's GPT-NeoX with random weights (made on `device` in the
-    config's dtype: no host copy) and a byte-level BPE trained on the data."""
+    """A base folder: the config's GPT-NeoX with random weights (engine_memory.build, made on
+    `device` in the config's dtype: no host copy) and a byte-level BPE trained on the data,
+    its vocabulary capped at the config's (the tiny config has 600)."""
     import torch
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
     from ohlora.tiny import train_bpe_tokenizer
 
-    tok = train_bpe_tokenizer(data_texts(data), vocab_size=vocab)
-    spec = dict(em.CONFIGS[name])
-    dtype = getattr(torch, spec.pop("dtype"))
-    spec.pop("rank")
-    spec["vocab_size"] = max(spec["vocab_size"], len(tok))  # the tiny config's 600 is less than the stand-in tokenizer's
-    cfg = GPTNeoXConfig(**spec, use_parallel_residual=True, tie_word_embeddings=False,
-                        bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device), torch.no_grad():
-            model = GPTNeoXForCausalLM(cfg)
-    finally:
-        torch.set_default_dtype(old)
+    tok = train_bpe_tokenizer(data_texts(data), vocab_size=min(vocab, em.CONFIGS[name]["vocab_size"]))
+    with torch.device(device):
+        model = em.build(name, adapters=0)
+    model.config.bos_token_id = model.config.eos_token_id = model.config.pad_token_id = tok.eos_token_id
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
-    params = sum(p.numel() for p in model.parameters())
-    del model
-    return {"params": params, "tokenizer_vocab": len(tok), "model_vocab": cfg.vocab_size}
+    return {"params": sum(p.numel() for p in model.parameters()), "tokenizer_vocab": len(tok), "model_vocab": model.config.vocab_size}
+
+
+def sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def peaks(device: str) -> dict:
@@ -89,7 +84,7 @@ def peaks(device: str) -> dict:
 
     if not device.startswith("cuda"):
         return {}
-    torch.cuda.synchronize()
+    sync(device)
     return {"peak_allocated_gb": torch.cuda.max_memory_allocated() / GB, "peak_reserved_gb": torch.cuda.max_memory_reserved() / GB}
 
 
@@ -158,13 +153,11 @@ def step_sweep(base: Path, device: str, lengths: list[int], batches: list[int], 
 
         for _ in range(2):  # warm-up: kernels chosen, optimizer state made
             step()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+        sync(device)
         start = time.perf_counter()
         for _ in range(steps):
             step()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+        sync(device)
         ms = 1000 * (time.perf_counter() - start) / steps
         rows.append({"batch": batch, "tokens": s, "ms_per_step": ms, "tokens_per_s": batch * s / ms * 1000,
                      "estimate_gb": ESTIMATE.get(s) if batch == 4 else None, **peaks(device)})

@@ -37,7 +37,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _memory_common import PUBLISHED, REF_DIR, load_reference, metrics, write_results  # noqa: E402
+from _memory_common import PUBLISHED, REF_DIR, load_reference, metrics, our_lines, write_results  # noqa: E402
 from memory_topic import EXTRA, fit_topic, reference_data  # noqa: E402
 from memory_topic_cv import apply_setting  # noqa: E402
 
@@ -82,7 +82,7 @@ def main() -> int:
     table, extra, lines, _scores = load_reference(EXTRA)
     test = read_pairs(REF_DIR / "test_dataset.csv")
     true = np.array([p.score for p in test])
-    new_extra = extra + load_reference(a.new_extra)[1] if a.new_extra else extra
+    new_extra = extra + our_lines(a.new_extra)
     base, new = predict(a.base, lines, extra, table, test), predict(a.new, lines, new_extra, table, test)
     test_lines = list(dict.fromkeys((p.memory, p.prompt_0) for p in test))  # memory_0, user_prompt_0: each test line once
     index = {ln: i for i, ln in enumerate(test_lines)}
