@@ -55,12 +55,12 @@ PROMPTS = [
 
 def build_tiny_models(folder: Path) -> Path:
     from ohlora.engine.models_dir import build_random_models_dir
-    from ohlora.tiny import save_tiny_bert, save_tiny_causal_lm
+    from ohlora.tiny import save_tiny_causal_lm, save_tiny_roberta
     from tests.conftest import KOREAN_TEXTS as TEXTS  # the test suite's tiny models, same text
 
     lm = save_tiny_causal_lm(folder / "lm", TEXTS, vocab_size=600, hidden_size=32, num_layers=2, num_heads=2)
-    bert = save_tiny_bert(folder / "bert", TEXTS, vocab_size=300)
-    return build_random_models_dir(folder / "models", lm, bert, rank=4)
+    encoder = save_tiny_roberta(folder / "encoder", TEXTS, vocab_size=300)
+    return build_random_models_dir(folder / "models", lm, encoder, rank=4)
 
 
 def percentile(xs: list[float], q: float) -> float:

@@ -38,13 +38,13 @@ RESULTS = ROOT / "benchmarks" / "results"
 def taught_models(folder: Path) -> Path:
     """The test suite's taught tiny heads (tests/engine/conftest.py), built here."""
     from ohlora.engine.models_dir import build_random_models_dir, teach_models_dir
-    from ohlora.tiny import save_tiny_bert, save_tiny_causal_lm
+    from ohlora.tiny import save_tiny_causal_lm, save_tiny_roberta
     from tests.conftest import KOREAN_TEXTS
     from tests.engine.conftest import examples
 
     lm = save_tiny_causal_lm(folder / "lm", KOREAN_TEXTS, vocab_size=600, hidden_size=32, num_layers=2, num_heads=2)
-    bert = save_tiny_bert(folder / "bert", KOREAN_TEXTS, vocab_size=300)
-    out = build_random_models_dir(folder / "models", lm, bert)
+    encoder = save_tiny_roberta(folder / "encoder", KOREAN_TEXTS, vocab_size=300)
+    out = build_random_models_dir(folder / "models", lm, encoder)
     teach_models_dir(out, examples())
     return out
 

@@ -1,7 +1,8 @@
 """Tiny models built from a config, with tokenizers trained on our own text.
 
 These are the offline stand-ins (and the test models): a small GPT-NeoX — the same
-architecture family as polyglot-ko-1.3b — and a small BERT. They go through exactly
+architecture family as polyglot-ko-1.3b — a small RoBERTa shaped like klue/roberta-base
+(its config fields, special-token order and tokenizer class), and a small plain BERT. They go through exactly
 the code paths of the real models (they are saved as ordinary Hugging Face folders and
 loaded by `ohlora.models`); only the config differs.
 
@@ -76,35 +77,55 @@ def build_causal_lm(tokenizer, hidden_size: int = 128, num_layers: int = 4, num_
     return GPTNeoXForCausalLM(cfg)
 
 
-def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int = 2000):
-    """A BERT WordPiece tokenizer on our text (for the tiny memory encoder)."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], show_progress=False
-    )
-    tok.train_from_iterator(list(texts), trainer=trainer)
+def _wordpiece(texts: Iterable[str], vocab_size: int, specials: list[str], normalizer):
+    """A WordPiece model trained on `texts` through `normalizer`, its `specials` first
+    (ids 0, 1, ...), with BERT's `[CLS] A [SEP]` template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from tokenizers.processors import TemplateProcessing
 
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False)
+    tok.train_from_iterator(list(texts), trainer=trainer)
     tok.post_processor = TemplateProcessing(
         single="[CLS] $A [SEP]",
         pair="[CLS] $A [SEP] $B [SEP]",
         special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
     )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-        model_max_length=128,
-    )
+    return tok
+
+
+_SPECIALS = dict(unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+
+
+def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int = 2000):
+    """A BERT WordPiece tokenizer on our text, NFC-normalising by itself (a plain BERT folder)."""
+    from tokenizers import normalizers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = _wordpiece(texts, vocab_size, ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], normalizers.NFC())
+    return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=128, **_SPECIALS)
+
+
+# klue/roberta-base's special tokens, in its vocabulary's order: [CLS] 0 is also its bos,
+# [PAD] 1 its pad (RoBERTa's padding index), [SEP] 2 its eos.
+KLUE_SPECIALS = ["[CLS]", "[PAD]", "[SEP]", "[UNK]", "[MASK]"]
+
+
+def train_klue_tokenizer(texts: Iterable[str], vocab_size: int = 2000, max_length: int = 128):
+    """klue/roberta-base's tokenizer in miniature: WordPiece saved as a `BertTokenizer`, the
+    special tokens in klue's order, no lower-casing — and, like klue's, no Unicode
+    normalisation of its own (BERT's normaliser only cleans control characters), so decomposed
+    Hangul reaches it as unknown pieces unless the caller NFC-normalises first
+    (`ohlora.formats.normalize`; the memory code does)."""
+    from tokenizers import normalizers
+    from transformers import BertTokenizerFast
+
+    bert = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=False)
+    tok = _wordpiece(texts, vocab_size, KLUE_SPECIALS, bert)
+    return BertTokenizerFast(tokenizer_object=tok, do_lower_case=False, model_max_length=max_length, **_SPECIALS)
 
 
 @dataclass
@@ -131,6 +152,45 @@ def build_bert(tokenizer, size: TinyBertSize | None = None, seed: int = 0):
         pad_token_id=tokenizer.pad_token_id,
     )
     return BertModel(cfg)
+
+
+def build_roberta(tokenizer, size: TinyBertSize | None = None, seed: int = 0):
+    """A RoBERTa masked LM with random weights, shaped like klue/roberta-base (SPEC §4's
+    encoder) but for its sizes: one token type, RoBERTa's positions counted from after the
+    pad index (klue: 514 positions for 512 tokens), bos/pad/eos from the tokenizer. Saved as
+    `RobertaForMaskedLM`, as klue's checkpoint is, so loading it as an encoder drops the LM
+    head exactly as loading the real one does."""
+    import torch
+    from transformers import RobertaConfig, RobertaForMaskedLM
+
+    size = size or TinyBertSize()
+    torch.manual_seed(seed)
+    cfg = RobertaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=size.hidden_size,
+        num_hidden_layers=size.num_layers,
+        num_attention_heads=size.num_heads,
+        intermediate_size=4 * size.hidden_size,
+        max_position_embeddings=tokenizer.model_max_length + tokenizer.pad_token_id + 1,
+        type_vocab_size=1,
+        layer_norm_eps=1e-5,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+        tokenizer_class="BertTokenizer",
+    )
+    return RobertaForMaskedLM(cfg)
+
+
+def save_tiny_roberta(folder, texts: Iterable[str], size: TinyBertSize | None = None, vocab_size: int = 2000) -> str:
+    """Build a klue-shaped tiny RoBERTa + its tokenizer (`build_roberta`,
+    `train_klue_tokenizer`) and save them as a plain HF folder: the memory encoder's
+    stand-in for `klue/roberta-base`."""
+    tok = train_klue_tokenizer(texts, vocab_size)
+    model = build_roberta(tok, size)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)
 
 
 def save_tiny_bert(folder, texts: Iterable[str], size: TinyBertSize | None = None, vocab_size: int = 2000) -> str:

@@ -52,8 +52,21 @@ def tiny_lm_dir(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory) -> str:
+    """The memory encoder's stand-in, saved as a plain HF folder: a tiny RoBERTa shaped like
+    klue/roberta-base (SPEC §4's encoder: its config fields, special-token order, BertTokenizer
+    without normalisation of its own, saved as RobertaForMaskedLM), so every memory test goes
+    through the code path the real default takes."""
+    from ohlora.tiny import save_tiny_roberta
+
+    folder = tmp_path_factory.mktemp("tiny_roberta")
+    return save_tiny_roberta(folder, KOREAN_TEXTS, vocab_size=300)
+
+
+@pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory) -> str:
-    """A tiny BERT + WordPiece tokenizer saved as a plain HF folder (memory encoder stand-in)."""
+    """A tiny plain BERT + WordPiece tokenizer (a user's own BERT folder; the encoder family
+    the bundled MiniLM belongs to)."""
     from ohlora.tiny import save_tiny_bert
 
     folder = tmp_path_factory.mktemp("tiny_bert")
@@ -61,11 +74,11 @@ def tiny_bert_dir(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
-def tiny_models_dir(tmp_path_factory, tiny_lm_dir, tiny_bert_dir) -> str:
+def tiny_models_dir(tmp_path_factory, tiny_lm_dir, tiny_encoder_dir) -> str:
     """A MODELS_DIR (layout: docs/engine.md): the tiny GPT-NeoX as base/, four random-init
-    rank-4 LoRA adapters in adapters/<head>/, and the tiny BERT with mean pooling saved as
-    a SentenceTransformer in memory_encoder/. Built once a session, in a few seconds."""
+    rank-4 LoRA adapters in adapters/<head>/, and the tiny klue-shaped RoBERTa with mean pooling
+    saved as a SentenceTransformer in memory_encoder/. Built once a session, in a few seconds."""
     from ohlora.engine.models_dir import build_random_models_dir
 
     folder = tmp_path_factory.mktemp("tiny_models")
-    return str(build_random_models_dir(folder, tiny_lm_dir, tiny_bert_dir, rank=4))
+    return str(build_random_models_dir(folder, tiny_lm_dir, tiny_encoder_dir, rank=4))

@@ -15,11 +15,17 @@ def test_bundled_encoder_embeds_korean_offline():
     assert float(a @ c) < 0.999
 
 
-def test_plain_bert_folder_gets_mean_pooling(tiny_bert_dir):
-    enc = models.load_sentence_encoder(tiny_bert_dir)
+@pytest.mark.parametrize(("folder", "arch"), [("tiny_encoder_dir", "RobertaModel"), ("tiny_bert_dir", "BertModel")])
+def test_plain_encoder_folder_gets_mean_pooling(request, folder, arch):
+    # klue/roberta-base is saved with its masked-LM head: the encoder must load without it
+    enc = models.load_sentence_encoder(request.getfixturevalue(folder))
     names = [type(m).__name__ for m in enc]
     assert names[-1] == "Pooling" and enc[-1].get_config_dict()["pooling_mode"] == "mean"
-    assert enc.encode(["안녕 😀"]).shape == (1, 64)
+    assert type(enc[0].auto_model).__name__ == arch
+    assert enc.max_seq_length == 64  # SPEC §4: max 64 tokens
+    alone, batched = enc.encode(["안녕 😀"]), enc.encode(["안녕 😀", "로라야 오늘 날씨 어때? 비 오면 우산 챙겨야지 " * 3])
+    assert alone.shape == (1, 64)
+    assert batched[0] == pytest.approx(alone[0], abs=1e-5)  # padding beside a long text changes nothing
 
 
 def test_causal_lm_folder_loads_with_pad_token(tiny_lm_dir):

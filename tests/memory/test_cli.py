@@ -1,4 +1,4 @@
-"""`ohlora memory ...` end to end on a tiny BERT: exit codes, one-line errors, nothing written on bad input."""
+"""`ohlora memory ...` end to end on the tiny klue-shaped RoBERTa: exit codes, one-line errors, nothing written on bad input."""
 
 from __future__ import annotations
 
@@ -43,9 +43,9 @@ def one_error_line(capsys, path_fragment: str) -> str:
     return err
 
 
-def test_make_pairs_writes_reference_columns(combs, tmp_path, tiny_bert_dir, capsys):
+def test_make_pairs_writes_reference_columns(combs, tmp_path, tiny_encoder_dir, capsys):
     out = tmp_path / "pairs.csv"
-    assert main(["memory", "make-pairs", str(combs), "--out", str(out), "--teacher", tiny_bert_dir]) == 0
+    assert main(["memory", "make-pairs", str(combs), "--out", str(out), "--teacher", tiny_encoder_dir]) == 0
     with open(out, encoding="utf-8", newline="") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["memory_0", "user_prompt_0", "memory_1", "user_prompt_1", "similarity_score"]
@@ -121,20 +121,20 @@ def test_unloadable_teacher_is_one_line_exit_2(combs, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("command", ["train", "eval"])
-def test_csv_missing_column(tmp_path, capsys, command, tiny_bert_dir):
+def test_csv_missing_column(tmp_path, capsys, command, tiny_encoder_dir):
     bad = tmp_path / "pairs.csv"
     bad.write_text("memory_0,user_prompt_0,similarity_score\n[a: b],안녕,1.0\n", encoding="utf-8")
     model = tmp_path / "model"
-    argv = ["memory", "train", str(bad), "--out", str(model), "--base", tiny_bert_dir] if command == "train" else ["memory", "eval", tiny_bert_dir, str(bad), "--out", str(model)]
+    argv = ["memory", "train", str(bad), "--out", str(model), "--base", tiny_encoder_dir] if command == "train" else ["memory", "eval", tiny_encoder_dir, str(bad), "--out", str(model)]
     assert main(argv) == 1
     assert "user_prompt_1" in one_error_line(capsys, "pairs.csv:1:")
     assert not model.exists()
 
 
-def test_train_eval_pick_end_to_end(combs, tmp_path, tiny_bert_dir, capsys):
+def test_train_eval_pick_end_to_end(combs, tmp_path, tiny_encoder_dir, capsys):
     pairs, model, report = tmp_path / "pairs.csv", tmp_path / "model", tmp_path / "report"
-    assert main(["memory", "make-pairs", str(combs), "--out", str(pairs), "--teacher", tiny_bert_dir]) == 0
-    assert main(["memory", "train", str(pairs), "--out", str(model), "--base", tiny_bert_dir, "--epochs", "2", "--lr", "1e-3"]) == 0
+    assert main(["memory", "make-pairs", str(combs), "--out", str(pairs), "--teacher", tiny_encoder_dir]) == 0
+    assert main(["memory", "train", str(pairs), "--out", str(model), "--base", tiny_encoder_dir, "--epochs", "2", "--lr", "1e-3"]) == 0
     assert (model / "modules.json").exists() and (model / "train_log.csv").exists()
     assert json.loads((model / "train_args.json").read_text())["mode"] == "block"
     assert main(["memory", "eval", str(model), str(pairs), "--out", str(report)]) == 0
@@ -149,16 +149,16 @@ def test_train_eval_pick_end_to_end(combs, tmp_path, tiny_bert_dir, capsys):
     assert (report / "scatter.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_train_reads_several_pair_csvs_and_a_bad_second_one_stops_it(combs, tmp_path, tiny_bert_dir, capsys):
+def test_train_reads_several_pair_csvs_and_a_bad_second_one_stops_it(combs, tmp_path, tiny_encoder_dir, capsys):
     pairs, model = tmp_path / "pairs.csv", tmp_path / "model"
-    assert main(["memory", "make-pairs", str(combs), "--out", str(pairs), "--teacher", tiny_bert_dir]) == 0
+    assert main(["memory", "make-pairs", str(combs), "--out", str(pairs), "--teacher", tiny_encoder_dir]) == 0
     bad = tmp_path / "bad.csv"
     bad.write_text("memory_0,user_prompt_1,similarity_score\n[a: b],안녕,높음\n", encoding="utf-8")
-    assert main(["memory", "train", str(pairs), str(bad), "--out", str(model), "--base", tiny_bert_dir]) == 1
+    assert main(["memory", "train", str(pairs), str(bad), "--out", str(model), "--base", tiny_encoder_dir]) == 1
     one_error_line(capsys, "bad.csv:2:")
     assert not model.exists()
     # both files are read and trained on together; five-column rows select the lines view by default
-    assert main(["memory", "train", str(pairs), str(pairs), "--out", str(model), "--base", tiny_bert_dir, "--epochs", "1"]) == 0
+    assert main(["memory", "train", str(pairs), str(pairs), "--out", str(model), "--base", tiny_encoder_dir, "--epochs", "1"]) == 0
     assert json.loads((model / "train_args.json").read_text())["views"] == "lines"
 
 
@@ -171,42 +171,42 @@ def _expected_scores(model_dir, items, prompt):
     return list(e[:-1] @ e[-1])
 
 
-def test_pick_rules(tmp_path, tiny_bert_dir, capsys):
+def test_pick_rules(tmp_path, tiny_encoder_dir, capsys):
     items = ["[오늘 날씨: 비]", "[좋아하는 가수: 아이유]", "[롤 티어: 골드]", "가 나"]
     mem = tmp_path / "memory.txt"
     mem.write_text("\n".join(items[:2]) + "\n\n" + "\n".join(items[2:]) + "\n", encoding="utf-8")
     prompt = "오늘 비 와?"
-    scores = _expected_scores(tiny_bert_dir, items, prompt)
+    scores = _expected_scores(tiny_encoder_dir, items, prompt)
     eligible = scores[:3]  # '가 나' is 2 characters without spaces: never picked
     best = int(np.argmax(eligible))
 
-    assert main(["memory", "pick", tiny_bert_dir, "--memory-file", str(mem), "--threshold", "-1", prompt]) == 0
+    assert main(["memory", "pick", tiny_encoder_dir, "--memory-file", str(mem), "--threshold", "-1", prompt]) == 0
     assert capsys.readouterr().out == items[best] + "\n"
 
     # just above the best score: nothing, exit 0
     t = f"{eligible[best] + 1e-3:.6f}"
-    assert main(["memory", "pick", tiny_bert_dir, "--memory-file", str(mem), "--threshold", t, prompt]) == 0
+    assert main(["memory", "pick", tiny_encoder_dir, "--memory-file", str(mem), "--threshold", t, prompt]) == 0
     assert capsys.readouterr().out == ""
 
     # just below: the best is picked (>= threshold)
     t = f"{eligible[best] - 1e-3:.6f}"
-    assert main(["memory", "pick", tiny_bert_dir, "--memory-file", str(mem), "--threshold", t, prompt]) == 0
+    assert main(["memory", "pick", tiny_encoder_dir, "--memory-file", str(mem), "--threshold", t, prompt]) == 0
     assert capsys.readouterr().out == items[best] + "\n"
 
 
-def test_pick_short_items_only_prints_nothing(tmp_path, tiny_bert_dir, capsys):
+def test_pick_short_items_only_prints_nothing(tmp_path, tiny_encoder_dir, capsys):
     mem = tmp_path / "memory.txt"
     mem.write_text("가\n나 다\n", encoding="utf-8")
-    assert main(["memory", "pick", tiny_bert_dir, "--memory-file", str(mem), "--threshold", "-1", "안녕"]) == 0
+    assert main(["memory", "pick", tiny_encoder_dir, "--memory-file", str(mem), "--threshold", "-1", "안녕"]) == 0
     assert capsys.readouterr().out == ""
 
 
-def test_pick_verbose_lists_every_score(tmp_path, tiny_bert_dir, capsys):
+def test_pick_verbose_lists_every_score(tmp_path, tiny_encoder_dir, capsys):
     items = ["[오늘 날씨: 비]", "[좋아하는 가수: 아이유]", "가"]
     mem = tmp_path / "memory.txt"
     mem.write_text("\n".join(items) + "\n", encoding="utf-8")
-    scores = _expected_scores(tiny_bert_dir, items, "노래 추천해줘")
-    assert main(["memory", "pick", tiny_bert_dir, "--memory-file", str(mem), "--threshold", "2", "--verbose", "노래 추천해줘"]) == 0
+    scores = _expected_scores(tiny_encoder_dir, items, "노래 추천해줘")
+    assert main(["memory", "pick", tiny_encoder_dir, "--memory-file", str(mem), "--threshold", "2", "--verbose", "노래 추천해줘"]) == 0
     cap = capsys.readouterr()
     assert cap.out == ""
     lines = cap.err.strip().splitlines()
@@ -217,21 +217,21 @@ def test_pick_verbose_lists_every_score(tmp_path, tiny_bert_dir, capsys):
     assert "never picked" in lines[2]
 
 
-def test_pick_caches_item_embeddings(tmp_path, tiny_bert_dir, capsys, monkeypatch):
+def test_pick_caches_item_embeddings(tmp_path, tiny_encoder_dir, capsys, monkeypatch):
     import sqlite3
 
     cache = tmp_path / "c.sqlite"
     monkeypatch.setenv("OHLORA_CACHE", str(cache))
     mem = tmp_path / "memory.txt"
     mem.write_text("[오늘 날씨: 비]\n[롤 티어: 골드]\n", encoding="utf-8")
-    assert main(["memory", "pick", tiny_bert_dir, "--memory-file", str(mem), "비 와?"]) == 0
+    assert main(["memory", "pick", tiny_encoder_dir, "--memory-file", str(mem), "비 와?"]) == 0
     con = sqlite3.connect(cache)
     assert sorted(r[0] for r in con.execute("SELECT text FROM embedding")) == ["[롤 티어: 골드]", "[오늘 날씨: 비]"]
     con.close()
 
 
-def test_pick_missing_memory_file(tmp_path, tiny_bert_dir, capsys):
-    assert main(["memory", "pick", tiny_bert_dir, "--memory-file", str(tmp_path / "none.txt"), "안녕"]) == 1
+def test_pick_missing_memory_file(tmp_path, tiny_encoder_dir, capsys):
+    assert main(["memory", "pick", tiny_encoder_dir, "--memory-file", str(tmp_path / "none.txt"), "안녕"]) == 1
     one_error_line(capsys, "none.txt: cannot read: file not found")
 
 

@@ -20,10 +20,10 @@ def test_metrics_by_hand():
     assert math.isnan(metrics([0.3, 0.3], [0.0, 1.0])["corr"])
 
 
-def test_evaluate_matches_per_row_cosines(tiny_bert_dir):
+def test_evaluate_matches_per_row_cosines(tiny_encoder_dir):
     from ohlora.models import load_sentence_encoder
 
-    model = load_sentence_encoder(tiny_bert_dir)
+    model = load_sentence_encoder(tiny_encoder_dir)
     pairs = [Pair("[오늘 날씨: 비]", "우산 챙길까?", 1.0), Pair("[오늘 날씨: 비]", "노래 추천해줘", 0.2), Pair("[취미: 등산]", "우산 챙길까?", 0.0)]
     res = evaluate_pairs(model, pairs)
     want = []

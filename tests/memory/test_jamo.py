@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import unicodedata
 
+import pytest
+
 from ohlora.memory.jamo import SPELLINGS, fill_missing_jamo, missing_jamo, persist
 
 TEXT = "[내일 일정: 술 약속] 어때? 좋아 있어 꼭 짜장면 😀"
@@ -30,8 +32,10 @@ def test_bundled_loses_words_then_reads_them_after_fill(tmp_path):
     assert again.tokenizer.tokenize("Hello World") == ["hello", "world"]  # English untouched
 
 
-def test_composing_tokenizer_is_left_alone(tiny_bert_dir):
+@pytest.mark.parametrize("folder", ["tiny_encoder_dir", "tiny_bert_dir"])
+def test_composing_tokenizer_is_left_alone(request, folder):
     from ohlora.models import load_sentence_encoder
 
-    model = load_sentence_encoder(tiny_bert_dir)  # NFC normalizer: syllables stay whole
+    # klue-shaped (no normaliser of its own) and NFC-normalising: syllables stay whole
+    model = load_sentence_encoder(request.getfixturevalue(folder))
     assert missing_jamo(model.tokenizer) == [] and fill_missing_jamo(model) == 0

@@ -12,13 +12,13 @@ TEXTS = ["[좋아하는 가수: 아이유]", "로라야 노래 추천해 줘 �
 
 
 @pytest.fixture(scope="module")
-def two_models(tmp_path_factory, tiny_bert_dir):
-    """A saved kiwi encoder and a saved tiny BERT encoder (mean pooling)."""
+def two_models(tmp_path_factory, tiny_encoder_dir):
+    """A saved kiwi encoder and a saved tiny RoBERTa encoder (mean pooling)."""
     from ohlora.models import load_sentence_encoder
 
     root = tmp_path_factory.mktemp("mix")
     load_sentence_encoder("kiwi").save(str(root / "kiwi"))
-    load_sentence_encoder(tiny_bert_dir).save(str(root / "bert"))
+    load_sentence_encoder(tiny_encoder_dir).save(str(root / "bert"))
     return root / "kiwi", root / "bert"
 
 

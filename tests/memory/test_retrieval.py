@@ -85,25 +85,25 @@ def test_best_for_user_uses_active_items_of_that_user(tmp_path, encoder):
         assert r.best_for_user("bob", PROMPT, threshold=0.0) is None
 
 
-def test_encoder_id_changes_with_weights(tiny_bert_dir):
+def test_encoder_id_changes_with_weights(tiny_encoder_dir):
     import torch
 
     from ohlora.models import load_sentence_encoder
 
-    enc = load_sentence_encoder(tiny_bert_dir)
+    enc = load_sentence_encoder(tiny_encoder_dir)
     a = encoder_id(enc)
-    assert a == encoder_id(load_sentence_encoder(tiny_bert_dir))  # stable across loads
+    assert a == encoder_id(load_sentence_encoder(tiny_encoder_dir))  # stable across loads
     with torch.no_grad():
         next(enc.parameters()).add_(0.01)
     assert encoder_id(enc) != a
 
 
-def test_real_encoder_scores_match_direct_cosine(tiny_bert_dir, tmp_path):
+def test_real_encoder_scores_match_direct_cosine(tiny_encoder_dir, tmp_path):
     import numpy as np
 
     from ohlora.models import load_sentence_encoder
 
-    enc = load_sentence_encoder(tiny_bert_dir)
+    enc = load_sentence_encoder(tiny_encoder_dir)
     items = [RAIN, GOLD, "[좋아하는 가수: 아이유]"]
     with MemoryStore(tmp_path / "c.sqlite") as store:
         got = Retriever(enc, store).score(items, PROMPT)
@@ -113,6 +113,24 @@ def test_real_encoder_scores_match_direct_cosine(tiny_bert_dir, tmp_path):
     want = e[:3] @ e[3]
     assert got == pytest.approx(list(want), abs=1e-5)
     assert got_cached == pytest.approx(list(want), abs=1e-5)
+
+
+def test_decomposed_korean_scores_as_composed(tiny_encoder_dir, tmp_path):
+    # klue's tokenizer does not recompose NFD Hangul (test_tiny.py): the retriever must, or a
+    # prompt typed on a decomposing keyboard would be read as unknown pieces
+    import unicodedata
+
+    from ohlora.models import load_sentence_encoder
+
+    enc = load_sentence_encoder(tiny_encoder_dir)
+    items = [RAIN, GOLD, "[좋아하는 가수: 아이유]"]
+    nfd = [unicodedata.normalize("NFD", t) for t in items]
+    prompt = "로라야\u200b 오늘 비 와?"
+    want = Retriever(enc, model_id="klue-tiny").score(items, prompt)
+    got = Retriever(enc, model_id="klue-tiny").score(nfd, unicodedata.normalize("NFD", prompt))
+    assert got == pytest.approx(want, abs=1e-6)
+    raw = enc.encode([unicodedata.normalize("NFD", prompt), "로라야 오늘 비 와?"], normalize_embeddings=True)
+    assert float(raw[0] @ raw[1]) < 0.999  # the encoder alone does see a difference
 
 
 def test_changed_item_list_is_rescored(encoder):

@@ -1,4 +1,4 @@
-"""Training both ways on a tiny BERT; the block objective equals the row objective."""
+"""Training both ways on the tiny klue-shaped RoBERTa; the block objective equals the row objective."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def test_blocks_cover_every_pair_once_per_epoch():
     assert all(len(ms) <= 3 and len(ps) <= 3 for ms, ps in blocks)
 
 
-def test_block_objective_equals_row_mse(tiny_bert_dir):
+def test_block_objective_equals_row_mse(tiny_encoder_dir):
     """Row-weighted block loss == mean over rows of (cos - label)², the reference loss,
     up to a constant: the spread of the labels of a repeated pair (so equal gradients)."""
     import torch
@@ -59,7 +59,7 @@ def test_block_objective_equals_row_mse(tiny_bert_dir):
     from ohlora.memory.train import _embed
     from ohlora.models import load_sentence_encoder
 
-    model = load_sentence_encoder(tiny_bert_dir)
+    model = load_sentence_encoder(tiny_encoder_dir)
     model.eval()
     rows = product_pairs() + [Pair(MEMS[0], PROMPTS[1], 0.3)]  # one repeated pair with another label
     with torch.no_grad():
@@ -77,14 +77,14 @@ def test_block_objective_equals_row_mse(tiny_bert_dir):
 
 
 @pytest.mark.parametrize("mode, epochs, lr", [("block", 12, 3e-3), ("reference", 3, 3e-3)])
-def test_training_lowers_the_loss_and_saves_a_loadable_model(tiny_bert_dir, tmp_path, mode, epochs, lr):
+def test_training_lowers_the_loss_and_saves_a_loadable_model(tiny_encoder_dir, tmp_path, mode, epochs, lr):
     from ohlora.models import load_sentence_encoder
 
     pairs = product_pairs() * 2
     seen = []
     args = TrainArgs(mode=mode, epochs=epochs, lr=lr, batch_size=8, valid_ratio=0.1, seed=0)
     out = tmp_path / "model"
-    result = train(None, out, base=tiny_bert_dir, args=args, pairs=pairs, on_epoch=lambda e, m, row: seen.append(e), progress=False)
+    result = train(None, out, base=tiny_encoder_dir, args=args, pairs=pairs, on_epoch=lambda e, m, row: seen.append(e), progress=False)
     losses = [row["loss"] for row in result.history]
     assert len(losses) == epochs and seen == list(range(1, epochs + 1))
     assert losses[-1] < losses[0]
@@ -97,10 +97,10 @@ def test_training_lowers_the_loss_and_saves_a_loadable_model(tiny_bert_dir, tmp_
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-def test_block_mode_takes_fewer_steps_than_rows(tiny_bert_dir):
+def test_block_mode_takes_fewer_steps_than_rows(tiny_encoder_dir):
     pairs = product_pairs()
     args = TrainArgs(mode="block", epochs=1, lr=1e-3, batch_size=4, valid_ratio=0.0)
-    result = train(None, None, base=tiny_bert_dir, args=args, pairs=pairs, progress=False)
+    result = train(None, None, base=tiny_encoder_dir, args=args, pairs=pairs, progress=False)
     assert result.steps == 4  # 6 memories x 6 prompts in blocks of 4: 2 x 2 blocks (36 rows = 9 row batches)
 
 
@@ -115,11 +115,11 @@ def line_pairs() -> list[Pair]:
     ]
 
 
-def test_lines_view_trains_and_pulls_each_prompt_to_its_own_memory(tiny_bert_dir):
+def test_lines_view_trains_and_pulls_each_prompt_to_its_own_memory(tiny_encoder_dir):
     import numpy as np
 
     args = TrainArgs(mode="block", views="lines", epochs=15, lr=3e-3, batch_size=4, valid_ratio=0.0, seed=0)
-    result = train(None, None, base=tiny_bert_dir, args=args, pairs=line_pairs(), progress=False)
+    result = train(None, None, base=tiny_encoder_dir, args=args, pairs=line_pairs(), progress=False)
     losses = [row["loss"] for row in result.history]
     assert losses[-1] < losses[0]
     m = result.model.encode(MEMS, convert_to_numpy=True, normalize_embeddings=True)
@@ -129,21 +129,21 @@ def test_lines_view_trains_and_pulls_each_prompt_to_its_own_memory(tiny_bert_dir
     assert own > other + 0.2
 
 
-def test_lines_view_needs_five_columns_and_block_mode(tiny_bert_dir):
+def test_lines_view_needs_five_columns_and_block_mode(tiny_encoder_dir):
     from ohlora.errors import OhloraError
 
     with pytest.raises(OhloraError, match="five columns"):
-        train(None, None, base=tiny_bert_dir, args=TrainArgs(views="lines", epochs=1, valid_ratio=0.0), pairs=product_pairs(), progress=False)
+        train(None, None, base=tiny_encoder_dir, args=TrainArgs(views="lines", epochs=1, valid_ratio=0.0), pairs=product_pairs(), progress=False)
     with pytest.raises(OhloraError, match="block-mode"):
-        train(None, None, base=tiny_bert_dir, args=TrainArgs(mode="reference", views="lines"), pairs=line_pairs(), progress=False)
+        train(None, None, base=tiny_encoder_dir, args=TrainArgs(mode="reference", views="lines"), pairs=line_pairs(), progress=False)
 
 
-def test_auto_views_picks_lines_only_when_the_csv_has_five_columns(tiny_bert_dir, tmp_path):
+def test_auto_views_picks_lines_only_when_the_csv_has_five_columns(tiny_encoder_dir, tmp_path):
     import json
 
     for pairs, expected in ((line_pairs(), "lines"), (product_pairs(), "pair")):
         out = tmp_path / expected
-        train(None, out, base=tiny_bert_dir, args=TrainArgs(epochs=1, valid_ratio=0.0), pairs=pairs, progress=False)
+        train(None, out, base=tiny_encoder_dir, args=TrainArgs(epochs=1, valid_ratio=0.0), pairs=pairs, progress=False)
         assert json.loads((out / "train_args.json").read_text(encoding="utf-8"))["views"] == expected
 
 
@@ -157,15 +157,15 @@ def test_line_epoch_puts_every_line_in_exactly_one_block():
     assert [len(a) + len(b) for a, b in blocks] == [32, 32, 6] and all(a for a, _ in blocks)
 
 
-def test_line_epoch_trains_in_fewer_steps_and_needs_the_lines_view(tiny_bert_dir):
+def test_line_epoch_trains_in_fewer_steps_and_needs_the_lines_view(tiny_encoder_dir):
     from ohlora.errors import OhloraError
 
     pairs = line_pairs()
     base = dict(mode="block", views="lines", epochs=2, lr=3e-3, batch_size=2, valid_ratio=0.0, seed=0)
-    per_pair = train(None, None, base=tiny_bert_dir, args=TrainArgs(**base), pairs=pairs, progress=False)
-    per_line = train(None, None, base=tiny_bert_dir, args=TrainArgs(**base, epoch="lines"), pairs=pairs, progress=False)
+    per_pair = train(None, None, base=tiny_encoder_dir, args=TrainArgs(**base), pairs=pairs, progress=False)
+    per_line = train(None, None, base=tiny_encoder_dir, args=TrainArgs(**base, epoch="lines"), pairs=pairs, progress=False)
     n = len(MEMS)
     assert per_line.steps == 2 * -(-n // 4)
     assert per_pair.steps > per_line.steps
     with pytest.raises(OhloraError, match="lines view"):
-        train(None, None, base=tiny_bert_dir, args=TrainArgs(views="pair", epoch="lines", epochs=1, valid_ratio=0.0), pairs=pairs, progress=False)
+        train(None, None, base=tiny_encoder_dir, args=TrainArgs(views="pair", epoch="lines", epochs=1, valid_ratio=0.0), pairs=pairs, progress=False)
