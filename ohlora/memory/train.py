@@ -529,6 +529,10 @@ def _train_reference(model, train_rows, valid_rows, args: TrainArgs, on_epoch, p
             disable_tqdm=True,
             use_cpu=str(model.device) == "cpu",
         )
+        # The model card's widget examples are for the hub; computing them draws a tqdm bar
+        # through ours as the trainer starts (sentence-transformers 6 ignores its
+        # generate_widget_examples flag there), so this model's card skips them.
+        model.model_card_data.set_widget_examples = lambda dataset: None
         trainer = SentenceTransformerTrainer(
             model=model, args=targs, train_dataset=data, loss=CosineSimilarityLoss(model), callbacks=[Hooks(bar, task)]
         )
