@@ -1,7 +1,7 @@
 """What the memory benchmarks share: the reference data, the offline environment, the
 fold sets of held-out reference train lines, the metrics and the results files.
 
-memory_quality.py, memory_mix.py, memory_lines.py, memory_topic.py, memory_topic_cv.py and
+memory_quality.py, memory_train_klue.py, memory_mix.py, memory_lines.py, memory_topic.py, memory_topic_cv.py and
 memory_topic_paired.py import from here; importing it only sets the offline environment
 (no hub) and puts the repository on sys.path.
 """

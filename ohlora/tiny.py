@@ -154,19 +154,20 @@ def build_bert(tokenizer, size: TinyBertSize | None = None, seed: int = 0):
     return BertModel(cfg)
 
 
-def build_roberta(tokenizer, size: TinyBertSize | None = None, seed: int = 0):
+def build_roberta(tokenizer, size: TinyBertSize | None = None, seed: int = 0, vocab_size: int | None = None):
     """A RoBERTa masked LM with random weights, shaped like klue/roberta-base (SPEC §4's
     encoder) but for its sizes: one token type, RoBERTa's positions counted from after the
     pad index (klue: 514 positions for 512 tokens), bos/pad/eos from the tokenizer. Saved as
     `RobertaForMaskedLM`, as klue's checkpoint is, so loading it as an encoder drops the LM
-    head exactly as loading the real one does."""
+    head exactly as loading the real one does. `vocab_size` (≥ the tokenizer's) sizes the
+    embedding like a real vocabulary's (klue: 32000) when a benchmark needs its cost."""
     import torch
     from transformers import RobertaConfig, RobertaForMaskedLM
 
     size = size or TinyBertSize()
     torch.manual_seed(seed)
     cfg = RobertaConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=max(vocab_size or 0, len(tokenizer)),
         hidden_size=size.hidden_size,
         num_hidden_layers=size.num_layers,
         num_attention_heads=size.num_heads,
@@ -182,12 +183,14 @@ def build_roberta(tokenizer, size: TinyBertSize | None = None, seed: int = 0):
     return RobertaForMaskedLM(cfg)
 
 
-def save_tiny_roberta(folder, texts: Iterable[str], size: TinyBertSize | None = None, vocab_size: int = 2000) -> str:
+def save_tiny_roberta(folder, texts: Iterable[str], size: TinyBertSize | None = None, vocab_size: int = 2000,
+                      model_vocab_size: int | None = None) -> str:
     """Build a klue-shaped tiny RoBERTa + its tokenizer (`build_roberta`,
     `train_klue_tokenizer`) and save them as a plain HF folder: the memory encoder's
-    stand-in for `klue/roberta-base`."""
+    stand-in for `klue/roberta-base` (at klue's own sizes with `size=TinyBertSize(768, 12,
+    12), model_vocab_size=32000`: benchmarks/memory_train_klue.py)."""
     tok = train_klue_tokenizer(texts, vocab_size)
-    model = build_roberta(tok, size)
+    model = build_roberta(tok, size, vocab_size=model_vocab_size)
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return str(folder)

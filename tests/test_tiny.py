@@ -43,6 +43,9 @@ def test_klue_shaped_roberta_keeps_klues_ids_and_positions(korean_texts):
     assert cfg.max_position_embeddings == 514 and cfg.type_vocab_size == 1
     ids = tok("로라야 안녕")["input_ids"]
     assert ids[0] == 0 and ids[-1] == 2
+    # a benchmark sizes the embedding like klue's 32,000 tokens; never below the tokenizer's
+    assert build_roberta(tok, vocab_size=1000).config.vocab_size == 1000
+    assert build_roberta(tok, vocab_size=10).config.vocab_size == len(tok)
 
 
 def test_klue_shaped_tokenizer_does_not_normalise_by_itself(korean_texts):
