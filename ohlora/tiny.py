@@ -2,9 +2,9 @@
 
 These are the offline stand-ins (and the test models): a small GPT-NeoX — the same
 architecture family as polyglot-ko-1.3b — a small RoBERTa shaped like klue/roberta-base
-(its config fields, special-token order and tokenizer class), and a small plain BERT. They go through exactly
-the code paths of the real models (they are saved as ordinary Hugging Face folders and
-loaded by `ohlora.models`); only the config differs.
+(its config fields, special-token order and tokenizer class), and a small plain BERT.
+They go through exactly the code paths of the real models (they are saved as ordinary
+Hugging Face folders and loaded by `ohlora.models`); only the config differs.
 
     >>> from ohlora.tiny import train_bpe_tokenizer, build_causal_lm
     >>> tok = train_bpe_tokenizer(["오늘 날씨 어때? 😀", "로라야 안녕"], vocab_size=400)
@@ -117,9 +117,9 @@ KLUE_SPECIALS = ["[CLS]", "[PAD]", "[SEP]", "[UNK]", "[MASK]"]
 def train_klue_tokenizer(texts: Iterable[str], vocab_size: int = 2000, max_length: int = 128):
     """klue/roberta-base's tokenizer in miniature: WordPiece saved as a `BertTokenizer`, the
     special tokens in klue's order, no lower-casing — and, like klue's, no Unicode
-    normalisation of its own (BERT's normaliser only cleans control characters), so decomposed
-    Hangul reaches it as unknown pieces unless the caller NFC-normalises first
-    (`ohlora.formats.normalize`; the memory code does)."""
+    normalisation of its own (BERT's normaliser only drops control characters and spaces
+    out CJK ideographs), so decomposed Hangul reaches it as unknown pieces unless the
+    caller NFC-normalises first (`ohlora.formats.normalize`; the memory code does)."""
     from tokenizers import normalizers
     from transformers import BertTokenizerFast
 
