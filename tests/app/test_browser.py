@@ -138,6 +138,7 @@ def test_scripted_conversation_and_readme_screenshot(tmp_path):
         assert page.locator(".chip.saved").all_inner_texts() == [
             "기억했어 [좋아하는 가수: 아이유]", "기억했어 [내일 일정: 친구랑 카페 방문]"]
         assert page.locator(".chip.used").all_inner_texts() == ["떠올린 기억 [좋아하는 가수: 아이유]"]
+        wait_js(page, "document.querySelectorAll('#memory-list li').length === 2")  # fetched after the answer shows
         assert page.locator("#memory-list li").evaluate_all("ls => ls.map(l => l.dataset.text)") == [
             "[좋아하는 가수: 아이유]", "[내일 일정: 친구랑 카페 방문]"]
         assert page.locator("#memory-empty").is_hidden()
@@ -270,6 +271,9 @@ def test_phone_width_layout_stacks_without_overlap(fake_engine):
     with serve_in_background(create_app(fake_engine)) as url, chromium_page(420, 900) as page:
         page.goto(url)
         send(page, "기억해 좋아하는 음식=떡볶이", 0)  # a click that another card covering the button would steal
+        # the page fetches the memory list after showing the answer: wait for it, so the boxes
+        # below are those of the finished layout (a bare count right after the answer raced it)
+        wait_js(page, "document.querySelectorAll('#memory-list li').length === 1")
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
         # one snapshot of all three (one JS call, one layout): read one by one, the avatar card could
         # grow between two reads (the answer's summary arriving) and the boxes came from two layouts
