@@ -115,7 +115,7 @@ def test_real_encoder_scores_match_direct_cosine(tiny_encoder_dir, tmp_path):
     assert got_cached == pytest.approx(list(want), abs=1e-5)
 
 
-def test_decomposed_korean_scores_as_composed(tiny_encoder_dir, tmp_path):
+def test_decomposed_korean_scores_as_composed(tiny_encoder_dir):
     # klue's tokenizer does not recompose NFD Hangul (test_tiny.py): the retriever must, or a
     # prompt typed on a decomposing keyboard would be read as unknown pieces
     import unicodedata
