@@ -59,12 +59,10 @@ def build(folder: Path) -> dict:
     from ohlora.tiny import TinyBertSize, save_tiny_roberta
 
     pairs = read_pairs(REF_DIR / "train_dataset.csv")
-    texts = sorted({t for p in pairs for t in (p.memory, p.prompt_0)})
-    for name in COMBS:
-        texts += [line for line in read_lines(ROOT / "data" / "memory" / name) if line.strip()]
+    ref_texts = sorted({t for p in pairs for t in (p.memory, p.prompt_0)})
+    texts = ref_texts + [line for name in COMBS for line in read_lines(ROOT / "data" / "memory" / name) if line.strip()]
     save_tiny_roberta(folder, texts, TinyBertSize(**KLUE_SIZE), vocab_size=TOKENIZER_VOCAB, model_vocab_size=KLUE_VOCAB)
     tok = AutoTokenizer.from_pretrained(folder)
-    ref_texts = sorted({t for p in pairs for t in (p.memory, p.prompt_0)})
     lengths = [len(tok(t)["input_ids"]) for t in ref_texts]
     return {"tokenizer_vocab": len(tok), "model_vocab": KLUE_VOCAB, **KLUE_SIZE,
             "tokens_per_text_mean": round(statistics.mean(lengths), 1), "tokens_per_text_max": max(lengths)}

@@ -40,13 +40,13 @@ import torch
 
 from ohlora.engine.engine import Engine
 from ohlora.engine.models_dir import build_random_models_dir
-from ohlora.tiny import save_tiny_bert, save_tiny_causal_lm
+from ohlora.tiny import save_tiny_causal_lm, save_tiny_roberta
 
 texts = ["로라야 안녕! 나 오늘 친구랑 카페 가 😀", "[좋아하는 음식: 떡볶이] 뭐 먹을까", "내일 시험인데 너무 떨려\u200b 어떡하지"] * 10
 root = Path(tempfile.mkdtemp())
 lm = save_tiny_causal_lm(root / "lm", texts, vocab_size=400, hidden_size=32, num_layers=2, num_heads=2)
-bert = save_tiny_bert(root / "bert", texts, vocab_size=300)
-engine = Engine(build_random_models_dir(root / "models", lm, bert, rank=4))  # config.device None: cuda when there is one
+encoder = save_tiny_roberta(root / "encoder", texts, vocab_size=300)  # klue/roberta-base's shape, as the tests use
+engine = Engine(build_random_models_dir(root / "models", lm, encoder, rank=4))  # config.device None: cuda when there is one
 param = next(engine.model.parameters())
 assert param.device.type == "cuda" and param.dtype == torch.bfloat16, (param.device, param.dtype)
 for prompt in ["로라야 안녕!", "나 떡볶이 좋아해 🍢", "내일\u200b 시험이야"]:

@@ -149,20 +149,26 @@ def test_train_eval_pick_end_to_end(combs, tmp_path, tiny_encoder_dir, capsys):
     assert (report / "scatter.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_reference_mode_from_the_cli_draws_no_foreign_progress_bar(combs, tmp_path, tiny_encoder_dir, capsys):
-    # sentence-transformers' trainer computes model-card widget examples under its own tqdm bar
-    pairs, model = tmp_path / "pairs.csv", tmp_path / "model"
-    assert main(["memory", "make-pairs", str(combs), "--out", str(pairs), "--teacher", tiny_encoder_dir]) == 0
+@pytest.fixture
+def pairs(combs, tmp_path, tiny_encoder_dir, capsys):
+    """The combinations' pair CSV, made by the CLI with the tiny encoder as teacher."""
+    out = tmp_path / "pairs.csv"
+    assert main(["memory", "make-pairs", str(combs), "--out", str(out), "--teacher", tiny_encoder_dir]) == 0
     capsys.readouterr()
+    return out
+
+
+def test_reference_mode_from_the_cli_draws_no_foreign_progress_bar(pairs, tmp_path, tiny_encoder_dir, capsys):
+    # sentence-transformers' trainer computes model-card widget examples under its own tqdm bar
+    model = tmp_path / "model"
     assert main(["memory", "train", str(pairs), "--out", str(model), "--base", tiny_encoder_dir, "--mode", "reference", "--epochs", "1"]) == 0
     err = capsys.readouterr().err
     assert json.loads((model / "train_args.json").read_text())["mode"] == "reference"
     assert "widget" not in err and "it/s" not in err and "example/s" not in err
 
 
-def test_train_reads_several_pair_csvs_and_a_bad_second_one_stops_it(combs, tmp_path, tiny_encoder_dir, capsys):
-    pairs, model = tmp_path / "pairs.csv", tmp_path / "model"
-    assert main(["memory", "make-pairs", str(combs), "--out", str(pairs), "--teacher", tiny_encoder_dir]) == 0
+def test_train_reads_several_pair_csvs_and_a_bad_second_one_stops_it(pairs, tmp_path, tiny_encoder_dir, capsys):
+    model = tmp_path / "model"
     bad = tmp_path / "bad.csv"
     bad.write_text("memory_0,user_prompt_1,similarity_score\n[a: b],안녕,높음\n", encoding="utf-8")
     assert main(["memory", "train", str(pairs), str(bad), "--out", str(model), "--base", tiny_encoder_dir]) == 1
